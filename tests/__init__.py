@@ -1,0 +1,1 @@
+"""Test suite for aih-pathways (a package so ``tests.support`` is importable)."""
