@@ -1,0 +1,1 @@
+"""aih-pathways: a care-pathway engine for autoimmune hepatitis."""

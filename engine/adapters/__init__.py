@@ -1,0 +1,1 @@
+"""Adapters: the only place files, SQLAlchemy, SMTP and Redis are touched."""

@@ -1,0 +1,1 @@
+"""The domain core: plain Python, no framework, no database."""

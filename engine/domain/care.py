@@ -1,0 +1,533 @@
+"""Applying clinical input to a patient under one pathway version.
+
+`CarePathway` is the engine's domain service: it refuses what a hard block forbids, records the
+input, fires the pathway transition, and settles the consequences (state entry times, treatment
+start, patient facts, milestones, alerts), producing an `Outcome` and audit records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from engine.domain.conditions import Situation, holds
+from engine.domain.durations import parse_duration
+from engine.domain.errors import EventNotAllowed, HardBlock, InvalidInput
+from engine.domain.labs import ReferenceLimits, normalise_result
+from engine.domain.machine import PathwayMachine
+from engine.domain.model import (
+    Alert,
+    AuditRecord,
+    ClinicalEvent,
+    LabResult,
+    MedicationOrder,
+    Milestone,
+    Patient,
+)
+from engine.domain.pathway import MilestoneDefinition, Pathway, TransitionDefinition
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass
+class Outcome:
+    """What one input did to a patient."""
+
+    patient_id: str
+    state_before: str
+    state_after: str
+    transition: TransitionDefinition | None = None
+    record_id: str | None = None
+    alerts_raised: list[str] = field(default_factory=list)
+    alerts_resolved: list[str] = field(default_factory=list)
+    milestones_scheduled: list[str] = field(default_factory=list)
+    milestones_closed: list[str] = field(default_factory=list)
+
+    @property
+    def changed_state(self) -> bool:
+        return self.transition is not None
+
+
+class CarePathway:
+    """The rules of one pathway version applied to patients (shared, stateless per patient)."""
+
+    def __init__(self, pathway: Pathway, limits: ReferenceLimits | None = None):
+        self.pathway = pathway
+        self.machine = PathwayMachine(pathway)
+        self.limits = limits or ReferenceLimits(pathway.labs)
+        self._early = parse_duration(pathway.parameters.get("milestone_early_window", "P0D"))
+
+    # ---- entry points -------------------------------------------------------------------
+
+    def enrol(self, patient: Patient, now: datetime, actor: str) -> Outcome:
+        """Place a new patient in the initial state and schedule what is due."""
+        if patient.weight_kg is None or not 0 < patient.weight_kg < 500:
+            raise InvalidInput("weight_kg must be between 0 and 500")
+        if patient.birth_date > now.date():
+            raise InvalidInput("birth_date is in the future")
+        patient.pathway_key = self.pathway.key
+        patient.state = self.pathway.initial
+        patient.enrolled_at = now
+        patient.state_entered = {s: now.isoformat() for s in self.pathway.lineage(patient.state)}
+        outcome = Outcome(patient.id, patient.state, patient.state)
+        situation = self._situation(patient, now, "enrolled", {})
+        self._settle(patient, situation, outcome, now)
+        patient.audit.append(
+            AuditRecord(
+                now,
+                actor,
+                "patient_enrolled",
+                patient.id,
+                None,
+                patient.state,
+                "enrolled on " + self.pathway.key,
+                self.pathway.states[patient.state].rules,
+            )
+        )
+        return outcome
+
+    def record_lab_result(
+        self,
+        patient: Patient,
+        code: str,
+        value: float | str,
+        unit: str | None,
+        taken_at: datetime,
+        now: datetime,
+        actor: str,
+        source: str = "manual",
+    ) -> Outcome:
+        """Record a result (converted to the pathway unit) and let it drive the pathway."""
+        lab = self.pathway.lab(code)
+        self._not_future(taken_at, now, "taken_at")
+        number, text, canonical = normalise_result(lab, value, unit)
+        result = LabResult(
+            code=lab.code,
+            taken_at=taken_at,
+            recorded_at=now,
+            value=number,
+            text=text,
+            unit=canonical,
+            reported_value=str(value),
+            reported_unit=unit,
+            source=source,
+        )
+        patient.labs.append(result)
+        return self._apply(
+            patient,
+            "lab_resulted",
+            {"lab": lab.code},
+            now,
+            actor,
+            "lab_result_recorded",
+            result.id,
+            {"lab": lab.code},
+        )
+
+    def record_clinical_event(
+        self,
+        patient: Patient,
+        kind: str,
+        occurred_at: datetime,
+        data: dict[str, Any],
+        now: datetime,
+        actor: str,
+    ) -> Outcome:
+        """Record a clinical event (intolerance, pregnancy, biopsy...) and apply it."""
+        definition = self.pathway.event(kind)
+        self._not_future(occurred_at, now, "occurred_at")
+        clean = self._validate_fields(kind, definition.fields, data or {})
+        situation = self._situation(patient, now, kind, clean)
+        self._check_blocks(patient, situation, actor, kind)
+        in_machine = kind in self.pathway.triggers()
+        changes_facts = bool(definition.sets or definition.sets_from_fields)
+        if in_machine and not changes_facts and not self.machine.allows(patient.state, kind):
+            raise EventNotAllowed(f"{kind} is not allowed while the patient is in {patient.state}")
+        event = ClinicalEvent(kind=kind, occurred_at=occurred_at, recorded_at=now, data=clean)
+        patient.clinical_events.append(event)
+        patient.facts.update(definition.sets)
+        patient.facts.update({f: clean[f] for f in definition.sets_from_fields if f in clean})
+        if kind == "pregnancy_ended":
+            patient.facts["pregnant"] = False
+        return self._apply(
+            patient,
+            kind,
+            clean,
+            now,
+            actor,
+            "clinical_event_recorded",
+            event.id,
+            {"event": kind},
+            situation_checked=True,
+        )
+
+    def order_medication(
+        self,
+        patient: Patient,
+        drug: str,
+        now: datetime,
+        actor: str,
+        *,
+        mg_per_day: float | None = None,
+        mg_per_kg_day: float | None = None,
+        route: str = "oral",
+        ordered_at: datetime | None = None,
+    ) -> Outcome:
+        """Place a medication order through the hard blocks; it may move the pathway."""
+        canonical = self.pathway.drug(drug)
+        for name, dose in (("mg_per_day", mg_per_day), ("mg_per_kg_day", mg_per_kg_day)):
+            if dose is not None and (
+                isinstance(dose, bool)
+                or not isinstance(dose, int | float)
+                or not 0 <= dose < 100_000
+                or dose != dose
+            ):
+                raise InvalidInput(f"{name} must be a non-negative number, not {dose!r}")
+        if mg_per_kg_day is not None and mg_per_day is None:
+            mg_per_day = round(mg_per_kg_day * patient.weight_kg, 3)
+        if mg_per_day is not None and mg_per_kg_day is None and patient.weight_kg:
+            mg_per_kg_day = round(mg_per_day / patient.weight_kg, 4)
+        route = (route or "oral").lower()
+        allowed_routes = self.pathway.drugs[canonical].get("routes", ["oral", "iv"])
+        if route not in allowed_routes:
+            raise InvalidInput(f"route {route!r} is not used for {canonical}")
+        at = ordered_at or now
+        self._not_future(at, now, "ordered_at")
+        details = {
+            "drug": canonical,
+            "mg_per_day": mg_per_day,
+            "mg_per_kg_day": mg_per_kg_day,
+            "route": route,
+        }
+        situation = self._situation(patient, now, "medication_ordered", details)
+        self._check_blocks(patient, situation, actor, "medication_ordered")
+        for previous in patient.active_orders():
+            if previous.drug == canonical:
+                previous.status, previous.ended_at = "superseded", at
+        order = MedicationOrder(
+            drug=canonical,
+            ordered_at=at,
+            mg_per_day=mg_per_day,
+            mg_per_kg_day=mg_per_kg_day,
+            route=route,
+            ordered_by=actor,
+        )
+        patient.orders.append(order)
+        return self._apply(
+            patient,
+            "medication_ordered",
+            details,
+            now,
+            actor,
+            "medication_ordered",
+            order.id,
+            details,
+            situation_checked=True,
+            effective_at=at,
+        )
+
+    def review(self, patient: Patient, now: datetime, actor: str = "system") -> Outcome:
+        """Re-evaluate time-based guards (insufficient response, 2-week acute severe review)."""
+        outcome = self._apply(patient, "review", {}, now, actor, None, None, {})
+        for milestone in patient.open_milestones():
+            if milestone.due_at <= now and milestone.reviewed_at is None:
+                milestone.reviewed_at = now
+        return outcome
+
+    # ---- the shared path ----------------------------------------------------------------
+
+    def _apply(
+        self,
+        patient: Patient,
+        trigger: str,
+        details: dict[str, Any],
+        now: datetime,
+        actor: str,
+        action: str | None,
+        record_id: str | None,
+        audit_detail: dict[str, Any],
+        *,
+        situation_checked: bool = False,
+        effective_at: datetime | None = None,
+    ) -> Outcome:
+        situation = self._situation(patient, now, trigger, details)
+        if not situation_checked:
+            self._check_blocks(patient, situation, actor, trigger)
+        before = patient.state
+        outcome = Outcome(patient.id, before, before, record_id=record_id)
+        fired = self.machine.fire(patient, trigger, situation)
+        if fired is not None:
+            self._entered(patient, before, effective_at or now)
+            outcome.transition = fired
+            outcome.state_after = patient.state
+            situation = self._situation(patient, now, trigger, details)
+        self._settle(patient, situation, outcome, now)
+        if action:
+            patient.audit.append(
+                AuditRecord(
+                    now,
+                    actor,
+                    action,
+                    patient.id,
+                    before,
+                    patient.state,
+                    "",
+                    (),
+                    {**audit_detail, "record_id": record_id},
+                )
+            )
+        if fired is not None:
+            patient.audit.append(
+                AuditRecord(
+                    now,
+                    actor,
+                    "state_changed",
+                    patient.id,
+                    before,
+                    patient.state,
+                    self._transition_reason(fired),
+                    fired.rules,
+                    {"trigger": trigger},
+                )
+            )
+        patient.updated_at = now
+        return outcome
+
+    def _check_blocks(
+        self, patient: Patient, situation: Situation, actor: str, trigger: str
+    ) -> None:
+        for block in self.pathway.blocks:
+            if block.trigger == trigger and holds(block.when, situation):
+                error = HardBlock(
+                    block.id, list(block.rules), block.message, self.pathway.sources_of(block.rules)
+                )
+                error.audit = AuditRecord(  # type: ignore[attr-defined]
+                    situation.now,
+                    actor,
+                    "action_refused",
+                    patient.id,
+                    patient.state,
+                    patient.state,
+                    block.message,
+                    block.rules,
+                    {"block": block.id, "trigger": trigger, **_plain(situation.input)},
+                )
+                raise error
+
+    def _entered(self, patient: Patient, before: str, at: datetime) -> None:
+        old, new = self.pathway.lineage(before), self.pathway.lineage(patient.state)
+        kept = {s: patient.state_entered[s] for s in new if s in old and s in patient.state_entered}
+        patient.state_entered = {s: kept.get(s, at.isoformat()) for s in new}
+        was, now_state = self.pathway.states[old[0]], self.pathway.states[new[0]]
+        if now_state.on_treatment and not was.on_treatment:
+            patient.treatment_start = at
+        for state in new:
+            patient.facts.update(self.pathway.states[state].sets)
+        if any(self.pathway.states[s].stops_treatment for s in new):
+            for order in patient.active_orders():
+                order.status, order.ended_at = "stopped", at
+
+    def _settle(self, patient: Patient, s: Situation, outcome: Outcome, now: datetime) -> None:
+        self._settle_milestones(patient, s, outcome, now)
+        self._settle_alerts(patient, s, outcome, now)
+
+    # ---- milestones ---------------------------------------------------------------------
+
+    def _settle_milestones(
+        self, patient: Patient, s: Situation, outcome: Outcome, now: datetime
+    ) -> None:
+        definitions = {m.id: m for m in self.pathway.milestones}
+        for row in patient.open_milestones():
+            mdef = definitions.get(row.milestone_id)
+            if mdef is None:
+                continue
+            if not self.pathway.in_any(patient.state, mdef.scope):
+                row.status = "completed" if mdef.completed_on_leave else "cancelled"
+                row.closed_at, row.close_reason = now, f"left {'/'.join(mdef.scope)}"
+                outcome.milestones_closed.append(row.milestone_id)
+            elif self._satisfied(mdef, patient, s, row.due_at, row.created_at):
+                row.status, row.closed_at, row.close_reason = "completed", now, "done"
+                outcome.milestones_closed.append(row.milestone_id)
+        open_ids = {m.milestone_id for m in patient.open_milestones()}
+        for mdef in self.pathway.milestones:
+            if mdef.id in open_ids or not self.pathway.in_any(patient.state, mdef.scope):
+                continue
+            row = self._next_occurrence(patient, mdef, s, now)
+            if row is not None:
+                patient.milestones.append(row)
+                outcome.milestones_scheduled.append(mdef.id)
+
+    def _next_occurrence(
+        self, patient: Patient, mdef: MilestoneDefinition, s: Situation, now: datetime
+    ) -> Milestone | None:
+        scope_entry = self._scope_entry(patient, mdef)
+        course = patient.treatment_start or patient.enrolled_at
+        cycle_start = {
+            "enrolled": patient.enrolled_at,
+            "treatment_start": patient.treatment_start,
+            "last_completed": course,
+        }.get(mdef.anchor, scope_entry)
+        if cycle_start is None:
+            return None
+        cycle = cycle_start.isoformat()
+        rows = [m for m in patient.milestones if m.milestone_id == mdef.id and m.cycle == cycle]
+        if rows and not mdef.repeat:
+            return None
+        if mdef.when is not None and not holds(mdef.when, s):
+            return None
+        if mdef.unless is not None and holds(mdef.unless, s):
+            return None
+        completed = [m.closed_at for m in rows if m.status == "completed" and m.closed_at]
+        anchor_at = {
+            "enrolled": patient.enrolled_at,
+            "treatment_start": patient.treatment_start,
+            "state_entered": scope_entry,
+            "condition_met": now,
+            "last_completed": max(completed, default=max(scope_entry or course, course)),
+        }[mdef.anchor]
+        due = mdef.offset.after(anchor_at)
+        if not mdef.repeat and self._satisfied(mdef, patient, s, due, anchor_at):
+            return None
+        occurrence = len(rows) + 1
+        return Milestone(
+            milestone_id=mdef.id,
+            title=mdef.title,
+            kind=mdef.kind,
+            due_at=due,
+            grace_until=mdef.grace.after(due),
+            created_at=now,
+            cycle=cycle,
+            occurrence=occurrence,
+            idempotency_key=f"{patient.id}:{mdef.id}:{cycle}:{occurrence}",
+            recipients=list(mdef.recipients),
+            rule_ids=list(mdef.rules),
+            urgent=mdef.urgent,
+            patient_id=patient.id,
+        )
+
+    def _scope_entry(self, patient: Patient, mdef: MilestoneDefinition) -> datetime | None:
+        for scope in mdef.scope:
+            if self.pathway.is_within(patient.state, scope):
+                return patient.entered(scope)
+        return None
+
+    def _satisfied(
+        self,
+        mdef: MilestoneDefinition,
+        patient: Patient,
+        s: Situation,
+        due: datetime,
+        created: datetime,
+    ) -> bool:
+        """Has the input this milestone waits for arrived (labs in its window, order, event)?"""
+        if mdef.completed_by_labs:
+            opens = None if mdef.anchor == "enrolled" else self._early.before(due)
+            return all(
+                any(opens is None or r.taken_at >= opens for r in s.labs.series(code))
+                for code in mdef.completed_by_labs
+            )
+        if mdef.completed_by_orders:
+            return any(
+                o.drug in mdef.completed_by_orders and o.ordered_at >= created
+                for o in patient.orders
+                if o.status != "stopped"
+            )
+        if mdef.completed_by_events:
+            return any(
+                e.kind in mdef.completed_by_events and e.occurred_at >= created
+                for e in patient.clinical_events
+            )
+        return False
+
+    # ---- alerts -------------------------------------------------------------------------
+
+    def _settle_alerts(
+        self, patient: Patient, s: Situation, outcome: Outcome, now: datetime
+    ) -> None:
+        open_by_id = {a.alert_id: a for a in patient.open_alerts()}
+        for adef in self.pathway.alerts:
+            if adef.trigger is not None and adef.trigger != s.trigger:
+                continue
+            applicable = (
+                not adef.in_states or self.pathway.in_any(patient.state, adef.in_states)
+            ) and not self.pathway.in_any(patient.state, adef.not_in_states)
+            active = applicable and holds(adef.when, s)
+            current = open_by_id.get(adef.id)
+            if active and current is None:
+                patient.alerts.append(
+                    Alert(adef.id, adef.severity, adef.message, now, list(adef.rules))
+                )
+                outcome.alerts_raised.append(adef.id)
+            elif not active and current is not None and adef.trigger is None:
+                current.status, current.closed_at, current.closed_by = "resolved", now, "engine"
+                outcome.alerts_resolved.append(adef.id)
+
+    # ---- small parts --------------------------------------------------------------------
+
+    def _situation(
+        self, patient: Patient, now: datetime, trigger: str, details: dict[str, Any]
+    ) -> Situation:
+        return Situation(patient, self.pathway, self.limits, now, trigger, details)
+
+    def _transition_reason(self, t: TransitionDefinition) -> str:
+        return "; ".join(f"{r}: {self.pathway.rules[r].text}" for r in t.rules)
+
+    @staticmethod
+    def _not_future(moment: datetime, now: datetime, name: str) -> None:
+        if moment.tzinfo is None:
+            raise InvalidInput(f"{name} needs a time zone")
+        if moment > now + CLOCK_SKEW:
+            raise InvalidInput(f"{name} {moment.isoformat()} is in the future")
+
+    def _validate_fields(
+        self, kind: str, fields: dict[str, dict[str, Any]], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        unknown = set(data) - set(fields)
+        if unknown:
+            raise InvalidInput(f"{kind} does not take {', '.join(sorted(unknown))}")
+        clean: dict[str, Any] = {}
+        for name, spec in fields.items():
+            if name not in data or data[name] is None:
+                if spec.get("required"):
+                    raise InvalidInput(f"{kind} needs {name}")
+                continue
+            clean[name] = self._field_value(kind, name, spec, data[name])
+        return clean
+
+    def _field_value(self, kind: str, name: str, spec: dict[str, Any], value: Any) -> Any:
+        kind_of = spec["type"]
+        if kind_of == "boolean":
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{kind}.{name} must be true or false")
+            return value
+        if kind_of == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise InvalidInput(f"{kind}.{name} must be a number")
+            if not spec.get("min", float("-inf")) <= value <= spec.get("max", float("inf")):
+                raise InvalidInput(
+                    f"{kind}.{name} must be between {spec.get('min')} and {spec.get('max')}"
+                )
+            return value
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{kind}.{name} must be a non-empty text")
+        if kind_of == "drug":
+            return self.pathway.drug(value)
+        if kind_of == "choice" and value not in spec["values"]:
+            raise InvalidInput(f"{kind}.{name} must be one of {', '.join(spec['values'])}")
+        return value.strip()
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if isinstance(v, str | int | float | bool | type(None))}
+
+
+def new_patient(**fields: Any) -> Patient:
+    """A patient not yet enrolled (state and times are set by `CarePathway.enrol`)."""
+    epoch = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+    fields.setdefault("pathway_key", "")
+    fields.setdefault("state", "")
+    fields.setdefault("enrolled_at", epoch)
+    if isinstance(fields.get("birth_date"), str):
+        fields["birth_date"] = date.fromisoformat(fields["birth_date"])
+    return Patient(**fields)
