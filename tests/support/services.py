@@ -191,11 +191,18 @@ def _postgres_os_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(POSTGRES_OS_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", POSTGRES_OS_USER],
-            check=True,
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        result = subprocess.run(
+            [useradd, "--system", "--no-create-home", POSTGRES_OS_USER],
             capture_output=True,
+            text=True,
+            check=False,
         )
+        if result.returncode != 0:
+            raise ServiceError(
+                f"cannot create OS user {POSTGRES_OS_USER!r} to run PostgreSQL as root: "
+                f"{result.stderr.strip()}"
+            ) from None
         return pwd.getpwnam(POSTGRES_OS_USER)
 
 
