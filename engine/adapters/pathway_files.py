@@ -117,6 +117,7 @@ def _build(data: dict[str, Any]) -> Pathway:
         drugs=data["drugs"],
         drug_aliases=aliases,
         regimens=data.get("regimens", {}),
+        facts=data.get("facts", {}),
         events={
             kind: EventDefinition(
                 kind=kind,

@@ -126,6 +126,7 @@ class Pathway:
     drugs: dict[str, dict[str, Any]]
     drug_aliases: dict[str, str]
     regimens: dict[str, dict[str, Any]]
+    facts: dict[str, dict[str, Any]]
     events: dict[str, EventDefinition]
     guards: dict[str, dict[str, Any]]
     states: dict[str, StateDefinition]

@@ -1,0 +1,35 @@
+"""Settings from the environment (AIHP_*): the embedded default needs no configuration."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Deployment settings. With none set: SQLite in ./var, no broker, mail to ./var/outbox."""
+
+    model_config = SettingsConfigDict(env_prefix="AIHP_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///var/aihp.db"
+    pathway_dir: Path | None = None
+    site_limits_file: Path | None = None
+    broker_url: str | None = None
+    result_backend: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "reminders@aih-pathways.local"
+    outbox_dir: Path = Path("var/outbox")
+    dispatch_interval_seconds: float = 30.0
+    stale_claim_seconds: int = 60
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

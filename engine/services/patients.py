@@ -1,0 +1,265 @@
+"""Use cases on one patient: enrol, record labs and events, order medication, review, what-if.
+
+Each runs in a unit of work and returns a plain view. A hard block is audited in its own
+transaction and re-raised; nothing else of the refused action is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from engine.domain.care import CarePathway, Outcome, new_patient
+from engine.domain.errors import ConcurrencyConflict, HardBlock, InvalidInput
+from engine.domain.facts import checked_facts
+from engine.domain.model import AuditRecord, Patient
+from engine.services.catalogue import care_pathway
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.views import history_view, outcome_view, status_view
+
+
+def enrol_patient(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    *,
+    site: str,
+    clinician: str,
+    birth_date: date | str,
+    sex: str,
+    weight_kg: float,
+    facts: dict[str, Any] | None = None,
+    pathway_key: str | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """Enrol a patient on the pathway (newest version unless one is named)."""
+    care = care_pathway(pathway_key)
+    for name, value in (("site", site), ("clinician", clinician), ("sex", sex)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{name} is required")
+    try:
+        born = date.fromisoformat(birth_date) if isinstance(birth_date, str) else birth_date
+    except ValueError:
+        raise InvalidInput(f"birth_date {birth_date!r} is not a date (YYYY-MM-DD)") from None
+    if isinstance(weight_kg, bool) or not isinstance(weight_kg, int | float):
+        raise InvalidInput("weight_kg must be a number")
+    with uow:
+        now = uow.clock.now()
+        patient = new_patient(
+            site=site.strip(),
+            clinician=clinician.strip(),
+            birth_date=born,
+            sex=sex,
+            weight_kg=float(weight_kg),
+            facts=checked_facts(care.pathway, facts),
+            **details,
+        )
+        care.enrol(patient, now, actor)
+        uow.patients.add(patient)
+        uow.commit()
+        return status_view(patient, care, now)
+
+
+def record_lab_result(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    patient_id: str,
+    *,
+    code: str,
+    value: float | str,
+    unit: str | None = None,
+    taken_at: datetime | None = None,
+    source: str = "manual",
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Record a lab result; it may move the pathway, complete milestones, raise alerts."""
+    return _change(
+        uow,
+        actor,
+        patient_id,
+        expected_version,
+        lambda care, p, now: care.record_lab_result(
+            p, code, value, unit, _aware(taken_at) or now, now, actor, source
+        ),
+    )
+
+
+def record_clinical_event(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    patient_id: str,
+    *,
+    kind: str,
+    occurred_at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Record a clinical event (intolerance, pregnancy, decompensation, biopsy, stop request...)."""
+    return _change(
+        uow,
+        actor,
+        patient_id,
+        expected_version,
+        lambda care, p, now: care.record_clinical_event(
+            p, kind, _aware(occurred_at) or now, data or {}, now, actor
+        ),
+    )
+
+
+def order_medication(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    patient_id: str,
+    *,
+    drug: str,
+    mg_per_day: float | None = None,
+    mg_per_kg_day: float | None = None,
+    route: str = "oral",
+    ordered_at: datetime | None = None,
+    expected_version: int | None = None,
+) -> dict[str, Any]:
+    """Order a medication through the pathway's hard blocks."""
+    return _change(
+        uow,
+        actor,
+        patient_id,
+        expected_version,
+        lambda care, p, now: care.order_medication(
+            p,
+            drug,
+            now,
+            actor,
+            mg_per_day=mg_per_day,
+            mg_per_kg_day=mg_per_kg_day,
+            route=route,
+            ordered_at=_aware(ordered_at),
+        ),
+    )
+
+
+def review_patient(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
+    """Re-evaluate time-based guards now (6-month response, 2-week acute severe review)."""
+    return _change(uow, actor, patient_id, None, lambda care, p, now: care.review(p, now, actor))
+
+
+def what_if(
+    uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, *, kind: str, **given: Any
+) -> dict[str, Any]:
+    """Evaluate a hypothetical lab, event or order; write nothing but the read audit."""
+    actions: dict[str, Callable[[CarePathway, Patient, datetime], Outcome]] = {
+        "lab": lambda care, p, now: care.record_lab_result(
+            p,
+            given.get("code", ""),
+            given.get("value"),
+            given.get("unit"),
+            _aware(given.get("taken_at")) or now,
+            now,
+            actor,
+            "what-if",
+        ),
+        "event": lambda care, p, now: care.record_clinical_event(
+            p,
+            given.get("event", ""),
+            _aware(given.get("occurred_at")) or now,
+            given.get("data") or {},
+            now,
+            actor,
+        ),
+        "order": lambda care, p, now: care.order_medication(
+            p,
+            given.get("drug", ""),
+            now,
+            actor,
+            mg_per_day=given.get("mg_per_day"),
+            mg_per_kg_day=given.get("mg_per_kg_day"),
+            route=given.get("route", "oral"),
+        ),
+    }
+    if kind not in actions:
+        raise InvalidInput(f"what-if kind must be one of {', '.join(actions)}")
+    with uow:
+        patient = uow.patients.get(patient_id)
+        care = care_pathway(patient.pathway_key)
+        now = uow.clock.now()
+        try:
+            outcome = actions[kind](care, patient, now)
+            result = {
+                "allowed": True,
+                **outcome_view(outcome, patient, care),
+                "status": status_view(patient, care, now),
+            }
+        except HardBlock as refused:
+            result = {
+                "allowed": False,
+                "refused": {
+                    "rules": refused.rule_ids,
+                    "reason": refused.reason,
+                    "sources": refused.sources,
+                },
+            }
+        uow.rollback()
+        uow.record_only([_read(now, actor, patient_id, "what_if", {"kind": kind})])
+        return result
+
+
+def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
+    """State, regimen, next milestones and open alerts, each with its reason (audited read)."""
+    with uow:
+        patient = uow.patients.get(patient_id)
+        now = uow.clock.now()
+        view = status_view(patient, care_pathway(patient.pathway_key), now)
+        uow.record_only([_read(now, actor, patient_id, "patient_read", {"view": "status"})])
+        return view
+
+
+def patient_history(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
+    """Transitions, labs, events, orders, milestones and refusals (audited read)."""
+    with uow:
+        patient = uow.patients.get(patient_id)
+        view = history_view(patient, uow.audit.for_patient(patient_id))
+        uow.record_only(
+            [_read(uow.clock.now(), actor, patient_id, "patient_read", {"view": "history"})]
+        )
+        return view
+
+
+def _change(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    patient_id: str,
+    expected_version: int | None,
+    action: Callable[[CarePathway, Patient, datetime], Outcome],
+) -> dict[str, Any]:
+    with uow:
+        patient = uow.patients.get(patient_id)
+        if expected_version is not None and patient.version != expected_version:
+            raise ConcurrencyConflict(
+                f"patient is at version {patient.version}, not {expected_version}; reload"
+            )
+        care = care_pathway(patient.pathway_key)
+        now = uow.clock.now()
+        try:
+            outcome = action(care, patient, now)
+        except HardBlock as refused:
+            uow.record_only([refused.audit])  # type: ignore[attr-defined]
+            raise
+        uow.commit()
+        return outcome_view(outcome, patient, care)
+
+
+def _read(
+    now: datetime, actor: str, patient_id: str, action: str, detail: dict[str, Any]
+) -> AuditRecord:
+    return AuditRecord(now, actor, action, patient_id, detail=detail)
+
+
+def _aware(moment: datetime | str | None) -> datetime | None:
+    """Parse ISO text; naive times are taken as UTC."""
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            raise InvalidInput(f"{moment!r} is not an ISO-8601 date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,68 @@
+"""Unit of work: one transaction around one use case, with the clock the engine reads.
+
+`commit()` writes the audit records the aggregate produced in the same transaction, and turns
+a lost optimistic-locking race (or SQLite's writer lock) into `ConcurrencyConflict`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from engine.adapters.repository import SqlAuditLog, SqlPatientRepository
+from engine.clock import Clock, SystemClock
+from engine.domain.errors import ConcurrencyConflict
+from engine.domain.model import AuditRecord
+
+
+class SqlAlchemyUnitOfWork:
+    """`with uow: ...; uow.commit()` — rolled back unless committed."""
+
+    patients: SqlPatientRepository
+    audit: SqlAuditLog
+    session: Session
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock | None = None):
+        self._sessions = sessions
+        self.clock: Clock = clock or SystemClock()
+
+    def __enter__(self) -> SqlAlchemyUnitOfWork:
+        self.session = self._sessions()
+        self.patients = SqlPatientRepository(self.session)
+        self.audit = SqlAuditLog(self.session)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.rollback()
+        self.session.close()
+
+    def commit(self) -> None:
+        """Write audit records and commit; ConcurrencyConflict if another writer won."""
+        for patient in self.patients.seen.values():
+            self.audit.append(patient.audit)
+        try:
+            self.session.commit()
+        except StaleDataError as exc:
+            self.session.rollback()
+            raise ConcurrencyConflict(
+                "the patient was changed by someone else; reload and try again"
+            ) from exc
+        except OperationalError as exc:
+            self.session.rollback()
+            if "locked" in str(exc.orig).lower():
+                raise ConcurrencyConflict("the patient record is busy; try again") from exc
+            raise
+        for patient in self.patients.seen.values():
+            patient.audit.clear()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+        for patient in self.patients.seen.values():
+            patient.audit.clear()
+
+    def record_only(self, records: list[AuditRecord]) -> None:
+        """Audit something that changed nothing (a refusal, a read) in its own transaction."""
+        self.session.rollback()
+        self.audit.append(records)
+        self.session.commit()
