@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from engine.adapters.orm import audit_log
+from engine.adapters.orm import audit_log, milestones
 from engine.domain.errors import UnknownPatient
 from engine.domain.model import AuditRecord, Patient
 
@@ -31,6 +32,22 @@ class SqlPatientRepository:
             raise UnknownPatient(f"no patient with id {patient_id!r}")
         self.seen[patient.id] = patient
         return patient
+
+    def with_due_reviews(self, now: datetime, milestone_ids: list[str], limit: int) -> list[str]:
+        """Patients with a review milestone due and not yet reviewed, oldest due first."""
+        query = (
+            select(milestones.c.patient_id, func.min(milestones.c.due_at).label("due"))
+            .where(
+                milestones.c.status == "pending",
+                milestones.c.due_at <= now,
+                milestones.c.reviewed_at.is_(None),
+                milestones.c.milestone_id.in_(milestone_ids),
+            )
+            .group_by(milestones.c.patient_id)
+            .order_by("due")
+            .limit(limit)
+        )
+        return [row.patient_id for row in self.session.execute(query)]
 
     def ids(self, limit: int | None = None) -> list[str]:
         query = select(Patient.id).order_by(Patient.enrolled_at, Patient.id)

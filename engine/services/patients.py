@@ -142,6 +142,23 @@ def review_patient(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> di
     return _change(uow, actor, patient_id, None, lambda care, p, now: care.review(p, now, actor))
 
 
+def review_due_patients(
+    uow_factory: Callable[[], SqlAlchemyUnitOfWork], actor: str = "system", limit: int = 500
+) -> int:
+    """Run the time-based review for every patient whose review milestone has fallen due."""
+    with uow_factory() as uow:
+        review_ids = [m.id for m in care_pathway().pathway.milestones if m.review_on_due]
+        due = uow.patients.with_due_reviews(uow.clock.now(), review_ids, limit)
+    reviewed = 0
+    for patient_id in due:
+        try:
+            review_patient(uow_factory(), actor, patient_id)
+            reviewed += 1
+        except ConcurrencyConflict:
+            continue  # someone else changed the patient; the next sweep reviews it
+    return reviewed
+
+
 def what_if(
     uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, *, kind: str, **given: Any
 ) -> dict[str, Any]:

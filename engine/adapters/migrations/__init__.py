@@ -1,0 +1,1 @@
+"""Alembic migrations for the engine's schema (run with `aihp db upgrade`)."""
