@@ -57,6 +57,7 @@ class CarePathway:
         self.machine = PathwayMachine(pathway)
         self.limits = limits or ReferenceLimits(pathway.labs)
         self._early = parse_duration(pathway.parameters.get("milestone_early_window", "P0D"))
+        self._record_events = _events_read_by_conditions(pathway)
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -142,7 +143,13 @@ class CarePathway:
         self._check_blocks(patient, situation, actor, kind)
         in_machine = kind in self.pathway.triggers()
         changes_facts = bool(definition.sets or definition.sets_from_fields)
-        if in_machine and not changes_facts and not self.machine.allows(patient.state, kind):
+        is_record = kind in self._record_events
+        if (
+            in_machine
+            and not changes_facts
+            and not is_record
+            and not self.machine.allows(patient.state, kind)
+        ):
             raise EventNotAllowed(f"{kind} is not allowed while the patient is in {patient.state}")
         event = ClinicalEvent(kind=kind, occurred_at=occurred_at, recorded_at=now, data=clean)
         patient.clinical_events.append(event)
@@ -516,6 +523,29 @@ class CarePathway:
         if kind_of == "choice" and value not in spec["values"]:
             raise InvalidInput(f"{kind}.{name} must be one of {', '.join(spec['values'])}")
         return value.strip()
+
+
+def _events_read_by_conditions(pathway: Pathway) -> frozenset[str]:
+    """Event kinds some condition reads back (`event_since`): clinical records, such as a
+    biopsy, that must be recordable in any state even if they also trigger a transition."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("event_since"), dict):
+                found.add(node["event_since"].get("kind"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                walk(value)
+
+    walk([g["when"] for g in pathway.guards.values()])
+    walk([t.guards for t in pathway.transitions])
+    walk([b.when for b in pathway.blocks])
+    walk([a.when for a in pathway.alerts])
+    walk([(m.when, m.unless) for m in pathway.milestones])
+    return frozenset(found)
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
