@@ -1,0 +1,1 @@
+"""Scenario tests: one patient driven through the pathway, named by expected outcome."""

@@ -1,0 +1,1 @@
+"""Unit tests of the domain: pathway data, durations, labs, inputs and properties."""
