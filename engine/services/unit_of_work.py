@@ -6,8 +6,10 @@ a lost optimistic-locking race (or SQLite's writer lock) into `ConcurrencyConfli
 
 from __future__ import annotations
 
+from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine.adapters.repository import SqlAuditLog, SqlPatientRepository
@@ -40,8 +42,12 @@ class SqlAlchemyUnitOfWork:
     def commit(self) -> None:
         """Write audit records and commit; ConcurrencyConflict if another writer won."""
         for patient in self.patients.seen.values():
-            self.audit.append(patient.audit)
+            if patient.audit and patient in self.session and not _is_new(self.session, patient):
+                flag_modified(patient, "updated_at")  # every change bumps and checks the version
         try:
+            self.session.flush()
+            for patient in self.patients.seen.values():
+                self.audit.append(patient.audit)
             self.session.commit()
         except StaleDataError as exc:
             self.session.rollback()
@@ -66,3 +72,7 @@ class SqlAlchemyUnitOfWork:
         self.session.rollback()
         self.audit.append(records)
         self.session.commit()
+
+
+def _is_new(session: Session, patient: object) -> bool:
+    return inspect(patient).pending
