@@ -349,12 +349,14 @@ class CarePathway:
             mdef = definitions.get(row.milestone_id)
             if mdef is None:
                 continue
-            if not self.pathway.in_any(patient.state, mdef.scope):
+            # The input that completes a milestone may also move the patient out of its
+            # scope (the transplant that a referral waits for): completion is checked first.
+            if self._satisfied(mdef, patient, s, row.due_at, row.created_at):
+                row.status, row.closed_at, row.close_reason = "completed", now, "done"
+                outcome.milestones_closed.append(row.milestone_id)
+            elif not self.pathway.in_any(patient.state, mdef.scope):
                 row.status = "completed" if mdef.completed_on_leave else "cancelled"
                 row.closed_at, row.close_reason = now, f"left {'/'.join(mdef.scope)}"
-                outcome.milestones_closed.append(row.milestone_id)
-            elif self._satisfied(mdef, patient, s, row.due_at, row.created_at):
-                row.status, row.closed_at, row.close_reason = "completed", now, "done"
                 outcome.milestones_closed.append(row.milestone_id)
         open_ids = {m.milestone_id for m in patient.open_milestones()}
         for mdef in self.pathway.milestones:
