@@ -1,0 +1,1 @@
+"""Celery workers: beat schedule and reminder tasks (see the reminders issue)."""
