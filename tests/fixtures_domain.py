@@ -18,7 +18,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,6 @@ from engine.domain.errors import HardBlock
 from engine.domain.labs import ReferenceLimits
 from engine.domain.model import Milestone, Patient
 
-UTC = timezone.utc
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ADULT_BIRTH = date(1980, 3, 1)
 CHILD_BIRTH = date(2016, 5, 5)
@@ -242,7 +241,9 @@ class Chart:
         )
 
     def order(self, drug: str, **dose: Any) -> Outcome:
-        return self._keep(self.cp.order_medication(self.patient, drug, self.now, self.actor, **dose))
+        return self._keep(
+            self.cp.order_medication(self.patient, drug, self.now, self.actor, **dose)
+        )
 
     def review(self) -> Outcome:
         return self._keep(self.cp.review(self.patient, self.now))

@@ -159,9 +159,7 @@ def test_multiacinar_necrosis_on_biopsy_goes_to_transplant_evaluation_at_once():
     chart = _on_iv_steroids()
     chart.advance(days=3)
 
-    outcome = chart.event(
-        "biopsy_resulted", histological_activity=True, multiacinar_necrosis=True
-    )
+    outcome = chart.event("biopsy_resulted", histological_activity=True, multiacinar_necrosis=True)
 
     assert chart.state == "transplant_evaluation"
     assert outcome.transition.rules == ("ASV-FAIL",)
