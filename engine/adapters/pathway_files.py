@@ -258,8 +258,15 @@ def cross_reference_problems(p: Pathway) -> list[str]:
         states_ok(where, [*t.sources, t.dest])
         if t.trigger not in triggers:
             problems.append(f"{where} has unknown trigger {t.trigger}")
+        if t.dest in p.states and p.states[t.dest].children:
+            problems.append(f"{where} goes to {t.dest}, which is not a leaf state")
         for guard in t.guards:
             condition_ok(where, guard)
+    for kind, items in (("block", p.blocks), ("alert", p.alerts), ("milestone", p.milestones)):
+        ids = [item.id for item in items]
+        problems.extend(
+            f"{kind} id {i} is used more than once" for i in sorted(set(ids)) if ids.count(i) > 1
+        )
     for b in p.blocks:
         rules_ok(f"block {b.id}", b.rules)
         condition_ok(f"block {b.id}", b.when)
