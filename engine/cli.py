@@ -213,6 +213,197 @@ def what_if(
     _run(service.what_if, actor or _actor_default(), patient_id, kind=kind, **_pairs(given))
 
 
+# ---- synthetic cohort: simulate and demo ----------------------------------------------------
+
+
+def _simulation_clock(months: int):
+    """A ManualClock `months` before now, so the simulated history ends today."""
+    from datetime import UTC, datetime
+
+    from engine.clock import ManualClock
+    from engine.domain.durations import parse_duration
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    return ManualClock(parse_duration(f"P{months}M").before(now))
+
+
+def _run_cohort(url: str, patients: int, months: int, seed: int, enrol_over_months: float):
+    """Simulate on `url` with a progress bar; exit 1 naming the patient if a plan breaks."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from engine.synthetic_cohort import SimulationError, simulate_cohort
+
+    clock = _simulation_clock(months)
+    uow_factory = unit_of_work_factory(get_settings(), clock, url)
+    columns = (
+        TextColumn("[bold]simulating[/]"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=1.0)
+
+        def progress(fraction: float, text: str) -> None:
+            bar.update(task, completed=fraction, description=text)
+
+        try:
+            return simulate_cohort(
+                uow_factory,
+                clock,
+                patients=patients,
+                months=months,
+                seed=seed,
+                progress=progress,
+                enrol_over_months=enrol_over_months,
+            )
+        except SimulationError as problem:
+            err.print(f"[bold red]simulation failed[/] {problem}")
+            raise typer.Exit(1) from None
+
+
+def _print_cohort(summary) -> None:
+    """The cohort summary as rich tables."""
+    from rich.table import Table
+
+    out.print(
+        f"[bold]{summary.patients} synthetic patients[/], {summary.months} months "
+        f"({summary.started:%Y-%m-%d} -> {summary.ended:%Y-%m-%d}), seed {summary.seed}: "
+        f"{summary.inputs:,} inputs, {summary.transitions:,} transitions, "
+        f"{summary.reviews:,} due reviews in {summary.wall_seconds:.1f} s "
+        f"([bold]{summary.inputs_per_second:,.0f} inputs/s[/])"
+    )
+    states = Table(title="Final states", title_justify="left")
+    states.add_column("state")
+    states.add_column("patients", justify="right")
+    states.add_column("share", justify="right")
+    for state, n in sorted(summary.final_states.items()):
+        states.add_row(state, str(n), f"{n / max(1, summary.patients):.0%}")
+    out.print(states)
+    cross = Table(title="Trajectory x final state", title_justify="left")
+    cross.add_column("trajectory")
+    cross.add_column("n", justify="right")
+    cross.add_column("final states")
+    for trajectory, found in summary.by_trajectory.items():
+        cells = ", ".join(f"{state} {n}" for state, n in sorted(found.items()))
+        cross.add_row(trajectory, str(sum(found.values())), cells)
+    out.print(cross)
+    refused = Table(title="Refused actions (hard blocks)", title_justify="left")
+    refused.add_column("block")
+    refused.add_column("rules")
+    refused.add_column("refusals", justify="right")
+    for block, n in sorted(summary.refusals_by_block.items()):
+        refused.add_row(block, ", ".join(summary.block_rules.get(block, ())), str(n))
+    out.print(refused)
+    other = Table(title="Alerts raised and milestones overdue at the end", title_justify="left")
+    other.add_column("kind")
+    other.add_column("id")
+    other.add_column("count", justify="right")
+    for alert, n in sorted(summary.alerts.items()):
+        other.add_row("alert", alert, str(n))
+    for milestone, n in sorted(summary.overdue_milestones.items()):
+        other.add_row("overdue", milestone, str(n))
+    out.print(other)
+    unexpected = summary.unexpected
+    colour = "green" if not unexpected else "red"
+    out.print(
+        f"plans played out: {summary.finished}/{summary.patients}; "
+        f"[{colour}]ended outside their expected states: {len(unexpected)}[/]"
+    )
+    for record in unexpected[:10]:
+        out.print(
+            f"  [red]{record.patient_id}[/] {record.trajectory} ({record.variant}) "
+            f"ended in {record.final_state}, expected {'/'.join(record.expected)}"
+        )
+
+
+@app.command()
+def simulate(
+    patients: Annotated[int, typer.Option(min=0, help="Cohort size.")] = 1000,
+    months: Annotated[int, typer.Option(min=1, help="Virtual months to simulate.")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cohort).")] = 7,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Database to write to (default: a fresh temporary SQLite file). An existing "
+            "database is used as it is; its due reviews are swept on the virtual clock too."
+        ),
+    ] = None,
+    enrol_over_months: Annotated[
+        float, typer.Option(help="Enrolment is spread over the first N months.")
+    ] = 3.0,
+) -> None:
+    """Drive a synthetic cohort through the service layer on a virtual clock; print a summary."""
+    import tempfile
+
+    from engine.adapters.database import create_schema, make_engine
+
+    if database_url is None:
+        folder = Path(tempfile.mkdtemp(prefix="aihp-sim-"))
+        database_url = f"sqlite:///{folder / 'cohort.db'}"
+    engine = make_engine(database_url)
+    try:
+        create_schema(engine)  # creates only the tables that are missing
+    finally:
+        engine.dispose()
+    summary = _run_cohort(database_url, patients, months, seed, enrol_over_months)
+    _print_cohort(summary)
+    out.print(f"database: {database_url}")
+
+
+@app.command()
+def demo(
+    patients: Annotated[int, typer.Option(min=1, help="Cohort size.")] = 200,
+    months: Annotated[int, typer.Option(min=1, help="History length, ending now.")] = 30,
+    seed: int = 7,
+    path: Annotated[Path, typer.Option(help="SQLite file (recreated).")] = Path("var/demo.db"),
+) -> None:
+    """Create a demo database with a synthetic cohort at every stage of the pathway."""
+    from engine.adapters.migrate import upgrade
+
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    out.print(f"migrated {path} (Alembic head); seeding {patients} patients over {months} months")
+    summary = _run_cohort(url, patients, months, seed, enrol_over_months=months)
+    _print_cohort(summary)
+    from rich.table import Table
+
+    examples = Table(title="A few patients to look at", title_justify="left")
+    examples.add_column("state")
+    examples.add_column("trajectory")
+    examples.add_column("patient id")
+    shown: set[str] = set()
+    for record in sorted(summary.records, key=lambda r: (r.final_state or "", r.index)):
+        stage = (record.final_state or "?").split(".")[0]
+        if stage in shown or record.patient_id is None:
+            continue
+        shown.add(stage)
+        examples.add_row(record.final_state or "?", record.trajectory, record.patient_id)
+    out.print(examples)
+    first = next((r.patient_id for r in summary.records if r.patient_id), "<id>")
+    env = f"AIHP_DATABASE_URL={url}"
+    out.print("\n[bold]Try:[/]")
+    out.print(f"  {env} aihp status {first}")
+    out.print(f"  {env} aihp history {first}")
+    out.print(f"  {env} aihp what-if {first} lab code=ALT value=250")
+    out.print(
+        "\nThe HTTP API and the coordinator page come later; for now query the demo database "
+        "with the commands above."
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="aihp")
 

@@ -1,0 +1,102 @@
+"""The synthetic cohort drives the real service layer on SQLite to the states its plans expect."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.adapters.database import create_schema, make_engine
+from engine.bootstrap import unit_of_work_factory
+from engine.cli import app
+from engine.clock import ManualClock
+from engine.synthetic_cohort import (
+    DEFAULT_WEIGHTS,
+    EXPECTED_FINAL,
+    CohortSummary,
+    in_family,
+    simulate_cohort,
+)
+
+START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)
+
+
+def _simulate(tmp_path: Path, **kwargs) -> CohortSummary:
+    url = f"sqlite:///{tmp_path / 'cohort.db'}"
+    engine = make_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    clock = ManualClock(START)
+    return simulate_cohort(unit_of_work_factory(None, clock, url), clock, **kwargs)
+
+
+def test_a_mixed_cohort_ends_every_trajectory_in_its_expected_states(tmp_path: Path) -> None:
+    summary = _simulate(tmp_path, patients=60, months=15, seed=7, tpmt_deficient=0.1)
+
+    by_trajectory = Counter(r.trajectory for r in summary.records)
+    assert set(by_trajectory) == set(DEFAULT_WEIGHTS)  # every trajectory is in a 60-cohort
+    assert sum(by_trajectory.values()) == 60
+    wrong = [
+        (r.trajectory, r.variant, r.final_state)
+        for r in summary.records
+        if not in_family(r.final_state or "", EXPECTED_FINAL[r.trajectory])
+    ]
+    assert wrong == []
+    assert summary.unexpected == []
+    assert summary.finished >= 45  # only 2-year withdrawals cannot play out in 15 months
+    assert summary.transitions >= 3 * 60
+    assert summary.inputs > 30 * 60
+
+    # Hard blocks, counted by the rule they cite: one budesonide refusal per cirrhotic
+    # budesonide attempt, one MMF refusal per pregnant patient, and azathioprine refused for
+    # exactly the TPMT-deficient patients who were given it.
+    refused = summary.refusals
+    assert refused["SAFE-BUD-CIRRHOSIS"] == by_trajectory["cirrhosis_budesonide"]
+    assert refused["SAFE-MMF-PREG"] == by_trajectory["pregnancy"]
+    tpmt_refused = [r for r in summary.records if "SCR-TPMT" in r.refusals]
+    assert refused["SCR-TPMT"] == len(tpmt_refused) >= 1
+    assert all(r.tpmt is not None and r.tpmt < 17 for r in tpmt_refused)
+    assert summary.refusals_by_block["aza-tpmt-deficient"] == len(tpmt_refused)
+    assert set(summary.refusals_by_block) <= {
+        "aza-tpmt-deficient",
+        "budesonide-in-cirrhosis",
+        "mmf-in-pregnancy",
+        "early-stop",
+    }
+    assert summary.alerts["partial-response"] >= by_trajectory["partial_response"]
+    assert "final state" in summary.as_table()
+
+
+def test_withdrawal_relapse_and_re_induction_play_out_over_three_years(tmp_path: Path) -> None:
+    summary = _simulate(
+        tmp_path,
+        patients=3,
+        months=32,
+        seed=11,
+        weights={"relapse_after_stop": 1.0},
+        enrol_over_months=0.5,
+        tpmt_deficient=0.0,
+    )
+
+    assert [r.finished for r in summary.records] == [True, True, True]
+    assert all(in_family(r.final_state or "", ("induction", "taper")) for r in summary.records)
+    assert summary.refusals == Counter()
+    # screening -> induction -> taper x3 -> maintenance -> withdrawn -> relapse -> induction ...
+    assert summary.transitions >= 3 * 8
+
+
+def test_aihp_simulate_prints_the_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the default temporary database
+
+    result = CliRunner().invoke(app, ["simulate", "--patients", "30", "--months", "8"])
+
+    assert result.exit_code == 0, result.output
+    assert "30 synthetic patients" in result.output
+    assert "Final states" in result.output
+    assert "Refused actions" in result.output
+    assert "ended outside their expected states: 0" in result.output
+    assert list(tmp_path.glob("aihp-sim-*/cohort.db"))
