@@ -30,6 +30,7 @@ from engine.adapters.pathway_files import latest
 from engine.domain.care import CarePathway, Outcome, new_patient
 from engine.domain.durations import parse_duration
 from engine.domain.errors import HardBlock
+from engine.domain.facts import checked_facts
 from engine.domain.labs import ReferenceLimits
 from engine.domain.model import Milestone, Patient
 
@@ -289,7 +290,7 @@ def make_patient(
         birth_date=birth_date,
         sex=sex,
         weight_kg=weight_kg,
-        facts=dict(facts),
+        facts=checked_facts(cp.pathway, facts),
     )
     chart = Chart(patient, clock, cp)
     chart._keep(cp.enrol(patient, clock.now, "coordinator"))

@@ -108,7 +108,7 @@ def test_no_start_azathioprine_reminder_when_already_on_azathioprine():
 
 @covers("IND-BUD")
 def test_budesonide_for_a_non_cirrhotic_patient_starts_budesonide_induction():
-    chart = make_patient(cirrhosis=False, steroid_side_effect_risk=True)
+    chart = make_patient(cirrhosis=False, high_steroid_risk=True)
     screened(chart)
 
     outcome = chart.order("budesonide", mg_per_day=9)

@@ -306,3 +306,19 @@ def test_an_order_supersedes_the_previous_order_of_the_same_drug_only():
     assert first.status == "superseded" and first.ended_at == chart.now
     assert chart.active_drugs()["azathioprine"].status == "active"
     assert chart.patient.audit[-1].action == "medication_ordered"
+
+
+@pytest.mark.parametrize(
+    ("facts", "words"),
+    [
+        ({"cirrosis": True}, "unknown patient fact 'cirrosis'"),
+        ({"pregnant": "yes"}, "true or false"),
+        ({"meld": 50}, "between 6 and 40"),
+        ({"child_pugh": "11"}, "must be a number"),
+    ],
+)
+def test_unknown_or_mistyped_patient_facts_are_refused(facts, words):
+    with pytest.raises(InvalidInput) as caught:
+        make_patient(**facts)
+
+    assert words in caught.value.message

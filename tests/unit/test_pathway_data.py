@@ -76,7 +76,7 @@ def _cited_rules(p: Pathway) -> set[str]:
             cited.update(item.rules)
     for event in p.events.values():
         cited.update(event.rules)
-    for group in (p.drugs, p.regimens, p.raw.get("parameters", {})):
+    for group in (p.drugs, p.regimens, p.facts, p.raw.get("parameters", {})):
         for item in group.values():
             cited.update(item["rules"])
     return cited
@@ -138,6 +138,28 @@ def test_every_element_cites_at_least_one_existing_rule(pathway, kind):
     for name, rules in items:
         assert rules, f"{kind} {name} cites no rule"
         assert set(rules) <= set(pathway.rules), f"{kind} {name}: {rules}"
+
+
+def test_every_patient_fact_cites_existing_rules_and_guards_use_known_facts(pathway):
+    for name, spec in pathway.facts.items():
+        assert spec["rules"] and set(spec["rules"]) <= set(pathway.rules), name
+    derived = {"age_years"}  # computed from the birth date
+    used: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("fact"), dict):
+                used.add(node["fact"]["name"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list | tuple):
+            for value in node:
+                walk(value)
+
+    walk([g["when"] for g in pathway.guards.values()])
+    walk([t.guards for t in pathway.transitions])
+    walk([b.when for b in pathway.blocks] + [a.when for a in pathway.alerts])
+    assert sorted(used - set(pathway.facts) - derived) == []
 
 
 def test_every_state_cites_a_rule_and_explains_itself(pathway):
