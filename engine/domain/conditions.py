@@ -51,7 +51,8 @@ class Situation:
         if name == "state_entered":
             return p.entered(p.state)
         if name == "response_since":
-            return self.labs.normal_since(["ALT", "IgG"], {c: self.uln(c) for c in ("ALT", "IgG")})
+            labs = self.pathway.parameters["complete_response_labs"]
+            return self.labs.normal_since(labs, {c: self.uln(c) for c in labs})
         raise KeyError(f"unknown anchor {name!r}")
 
 

@@ -159,9 +159,10 @@ class Pathway:
 
     def lab(self, code: str) -> LabDefinition:
         """The lab by pathway code (ALT) or LOINC code (1742-6)."""
-        found = self.labs.get(code) or self.labs.get(code.upper())
-        if found is None:
-            found = next((lab for lab in self.labs.values() if lab.loinc == code), None)
+        wanted = code.strip().upper()
+        found = next(
+            (lab for lab in self.labs.values() if wanted in (lab.code.upper(), lab.loinc)), None
+        )
         if found is None:
             raise UnknownCode(f"unknown lab code {code!r}; known: {', '.join(self.labs)}")
         return found

@@ -1,0 +1,48 @@
+"""Follow-ups from the clinical read-through: flares in taper, HBsAg carriers, relapse reminder."""
+
+from __future__ import annotations
+
+from tests.fixtures_domain import covers, make_patient, screened, to_taper_10mg, withdrawn
+
+
+@covers("RSP-NONRESP", "MON-RISK")
+def test_alt_flare_during_taper_is_flagged_not_treated_as_primary_non_response():
+    chart = to_taper_10mg()
+    chart.advance(weeks=6)
+
+    chart.lab("ALT", 380)
+
+    assert chart.state == "taper.10mg"
+    assert "partial-response" in chart.alert_ids()
+
+
+@covers("SCR-VACC", "SCR-HBV")
+def test_hbsag_carrier_gets_reactivation_alert_not_a_vaccination_prompt():
+    chart = screened(make_patient(), hbsag="positive", anti_hbc="negative", anti_hbs="negative")
+
+    assert "hbv-reactivation-risk" in chart.alert_ids()
+    assert "hbv-vaccination-due" not in chart.alert_ids()
+
+
+@covers("LT-RELAPSE-RISK", "LT-MAINT")
+def test_relapse_schedules_an_urgent_re_treatment_reminder_completed_by_restarting():
+    chart = withdrawn()
+    chart.advance(months=4)
+    chart.lab("ALT", 150)
+    reminder = chart.pending("re-treatment-after-relapse")
+    assert chart.state == "relapse" and reminder is not None and reminder.urgent
+
+    chart.order("prednisolone", mg_per_day=30)
+
+    assert chart.state == "induction.prednisolone"
+    assert chart.milestones("re-treatment-after-relapse", "completed")
+
+
+@covers("SCR-BASE")
+def test_lab_codes_are_accepted_in_any_case_and_as_loinc():
+    chart = make_patient()
+
+    chart.lab("igg", 20)
+    chart.lab("1742-6", 90)
+
+    assert {r.code for r in chart.patient.labs} == {"IgG", "ALT"}
