@@ -280,7 +280,8 @@ def _print_cohort(summary) -> None:
         f"({summary.started:%Y-%m-%d} -> {summary.ended:%Y-%m-%d}), seed {summary.seed}: "
         f"{summary.inputs:,} inputs, {summary.transitions:,} transitions, "
         f"{summary.reviews:,} due reviews in {summary.wall_seconds:.1f} s "
-        f"([bold]{summary.inputs_per_second:,.0f} inputs/s[/])"
+        f"([bold]{summary.inputs_per_second:,.0f} inputs/s[/])",
+        soft_wrap=True,
     )
     states = Table(title="Final states", title_justify="left")
     states.add_column("state")
@@ -357,7 +358,7 @@ def simulate(
         engine.dispose()
     summary = _run_cohort(database_url, patients, months, seed, enrol_over_months)
     _print_cohort(summary)
-    out.print(f"database: {database_url}")
+    out.print(f"database: {database_url}", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -380,10 +381,12 @@ def demo(
     _print_cohort(summary)
     from rich.table import Table
 
+    from engine.synthetic_cohort import in_family
+
     examples = Table(title="A few patients to look at", title_justify="left")
-    examples.add_column("state")
-    examples.add_column("trajectory")
-    examples.add_column("patient id")
+    examples.add_column("state", no_wrap=True)
+    examples.add_column("trajectory", no_wrap=True)
+    examples.add_column("patient id", no_wrap=True, min_width=32)
     shown: set[str] = set()
     for record in sorted(summary.records, key=lambda r: (r.final_state or "", r.index)):
         stage = (record.final_state or "?").split(".")[0]
@@ -392,15 +395,20 @@ def demo(
         shown.add(stage)
         examples.add_row(record.final_state or "?", record.trajectory, record.patient_id)
     out.print(examples)
-    first = next((r.patient_id for r in summary.records if r.patient_id), "<id>")
+    interesting = ("taper", "second_line", "maintenance", "induction")
+    first = next(
+        (r.patient_id for r in summary.records if in_family(r.final_state or "", interesting)),
+        next((r.patient_id for r in summary.records if r.patient_id), "<id>"),
+    )
     env = f"AIHP_DATABASE_URL={url}"
     out.print("\n[bold]Try:[/]")
-    out.print(f"  {env} aihp status {first}")
-    out.print(f"  {env} aihp history {first}")
-    out.print(f"  {env} aihp what-if {first} lab code=ALT value=250")
+    for command in ("status", "history", "what-if"):
+        tail = " lab code=ALT value=250" if command == "what-if" else ""
+        out.print(f"  {env} aihp {command} {first}{tail}", soft_wrap=True, highlight=False)
     out.print(
         "\nThe HTTP API and the coordinator page come later; for now query the demo database "
-        "with the commands above."
+        "with the commands above.",
+        soft_wrap=True,
     )
 
 
