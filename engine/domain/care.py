@@ -237,9 +237,15 @@ class CarePathway:
     def review(self, patient: Patient, now: datetime, actor: str = "system") -> Outcome:
         """Re-evaluate time-based guards (insufficient response, 2-week acute severe review)."""
         outcome = self._apply(patient, "review", {}, now, actor, None, None, {})
+        reviews = {m.id for m in self.pathway.milestones if m.review_on_due}
         for milestone in patient.open_milestones():
-            if milestone.due_at <= now and milestone.reviewed_at is None:
-                milestone.reviewed_at = now
+            if milestone.milestone_id not in reviews or milestone.due_at > now:
+                continue
+            milestone.reviewed_at = milestone.reviewed_at or now
+            if not milestone.urgent:  # an urgent review left undecided stays open and escalates
+                milestone.status, milestone.closed_at = "completed", now
+                milestone.close_reason = "reviewed when due"
+                outcome.milestones_closed.append(milestone.milestone_id)
         return outcome
 
     # ---- the shared path ----------------------------------------------------------------

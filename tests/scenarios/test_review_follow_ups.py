@@ -46,3 +46,28 @@ def test_lab_codes_are_accepted_in_any_case_and_as_loinc():
     chart.lab("1742-6", 90)
 
     assert {r.code for r in chart.patient.labs} == {"IgG", "ALT"}
+
+
+@covers("RSP-INSUFF", "GOAL-CBR")
+def test_abnormal_labs_just_before_6_months_do_not_skip_the_response_review():
+    chart = to_taper_10mg()
+    due = chart.pending("complete-response-check").due_at
+    chart.advance(days=(due - chart.now).days - 3)
+    chart.labs(ALT=55, IgG=20)
+    assert chart.pending("complete-response-check") is not None
+
+    chart.advance(days=4)
+    chart.review()
+
+    assert chart.state == "second_line.assessment"
+
+
+@covers("SL-AZA2", "LT-MAINT")
+def test_two_year_remission_review_is_closed_once_reviewed():
+    chart = to_taper_10mg()
+    due = chart.pending("no-remission-review").due_at
+    chart.advance(days=(due - chart.now).days + 1)
+    chart.review()
+
+    assert chart.pending("no-remission-review") is None
+    assert chart.milestones("no-remission-review", "completed")
