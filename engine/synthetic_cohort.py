@@ -613,6 +613,22 @@ class SimPatient:
         self.start_azathioprine()
         yield from self.taper_to_maintenance(started, child=child)
 
+    def prednisolone_then_azathioprine(
+        self, course: Callable[[], None] | None = None
+    ) -> Generator[Any, Any, tuple[datetime, bool]]:
+        """Prednisolone 30 mg/day now, labs and azathioprine at day 14 (IND-STD, IND-AZA-DELAY).
+
+        `course` sets the lab trajectory once treatment starts. Returns the treatment start
+        and whether azathioprine was started.
+        """
+        self.order("prednisolone", mg_per_day=30)
+        started = self.now
+        if course is not None:
+            course()
+        yield self.until(started + timedelta(days=14), 2)
+        self.panel()
+        return started, self.start_azathioprine()
+
     def monitor(self, every_days: tuple[float, float] = (27, 33), *codes: str) -> Plan:
         """Monthly labs (or as given) for as long as the simulation runs."""
         while True:
@@ -781,13 +797,12 @@ def plan_non_responder(p: SimPatient) -> Plan:
     p.disease(alt=(180, 700))
     yield from p.screening()
     yield p.days(1, 10)
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    alt0 = p.last["ALT"]
-    p.courses["ALT"] = Course(alt0, alt0 * p.rng.uniform(0.6, 0.85), 20, p.now, noise=0.03)
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    p.start_azathioprine()
+
+    def falls_too_little() -> None:
+        alt0 = p.last["ALT"]
+        p.courses["ALT"] = Course(alt0, alt0 * p.rng.uniform(0.6, 0.85), 20, p.now, noise=0.03)
+
+    started, _ = yield from p.prednisolone_then_azathioprine(falls_too_little)
     yield p.until(started + timedelta(weeks=4), 4)
     p.panel()
     p.expect("second_line.assessment")
@@ -800,12 +815,8 @@ def plan_insufficient(p: SimPatient) -> Plan:
     p.disease(igg=(24, 34))
     yield from p.screening()
     yield p.days(1, 10)
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    p.respond(igg_floor=(18, 23))  # IgG never normal: no complete biochemical response
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    p.start_azathioprine()
+    # IgG never normal: no complete biochemical response
+    started, _ = yield from p.prednisolone_then_azathioprine(lambda: p.respond(igg_floor=(18, 23)))
     yield p.until(started + timedelta(weeks=4), 3)
     p.panel()
     p.order("prednisolone", mg_per_day=10)
@@ -832,12 +843,8 @@ def plan_partial(p: SimPatient) -> Plan:
     p.disease(alt=(240, 600))
     yield from p.screening()
     yield p.days(1, 10)
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    p.respond(alt_floor=(46, 64))  # ALT stays just above ULN
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    p.start_azathioprine()
+    # ALT stays just above ULN
+    started, _ = yield from p.prednisolone_then_azathioprine(lambda: p.respond(alt_floor=(46, 64)))
     yield p.until(started + timedelta(weeks=4), 3)
     p.panel()
     p.order("prednisolone", mg_per_day=10)
@@ -856,12 +863,7 @@ def plan_intolerance(p: SimPatient) -> Plan:
     p.disease()
     yield from p.screening()
     yield p.days(1, 10)
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    p.respond()
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    on_aza = p.start_azathioprine()
+    _, on_aza = yield from p.prednisolone_then_azathioprine(p.respond)
     yield p.days(7, 50)
     p.event("intolerance", drug="azathioprine" if on_aza else "prednisolone")
     p.expect("second_line.assessment")
@@ -887,11 +889,7 @@ def plan_acute_severe(p: SimPatient, *, responding: bool) -> Plan:
 def after_acute_severe(p: SimPatient) -> Plan:
     """Responding: oral prednisolone, azathioprine, the taper."""
     p.expect("induction.prednisolone")
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    p.start_azathioprine()
+    started, _ = yield from p.prednisolone_then_azathioprine()
     yield from p.taper_to_maintenance(started)
     p.settle("maintenance", variant="steroid trial responded")
     yield from p.monitor()
@@ -902,12 +900,7 @@ def plan_pregnancy(p: SimPatient) -> Plan:
     p.disease()
     yield from p.screening()
     yield p.days(1, 10)
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    p.respond()
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    on_aza = p.start_azathioprine()
+    _, on_aza = yield from p.prednisolone_then_azathioprine(p.respond)
     yield p.days(5, 25)
     p.event("pregnancy")
     conceived = p.now
@@ -941,12 +934,7 @@ def plan_decompensation(p: SimPatient) -> Plan:
     p.record.variant = "decompensated on treatment"
     yield from p.screening()
     yield p.days(1, 10)
-    p.order("prednisolone", mg_per_day=30)
-    started = p.now
-    p.respond()
-    yield p.until(started + timedelta(days=14), 2)
-    p.panel()
-    p.start_azathioprine()
+    yield from p.prednisolone_then_azathioprine(p.respond)
     yield p.days(20, 120)
     p.panel(may_skip=True)
     feature = p.rng.choice(("ascites", "hepatic_encephalopathy", "variceal_bleeding"))
