@@ -266,4 +266,9 @@ def start_mappers() -> None:
             "alerts": children(Alert, alerts.c.raised_at),
         },
     )
+    reminder_tables.map_reminders()
     _mapped = True
+
+
+# Tables that live in their own modules but share this metadata (imported last: they import it).
+from engine.adapters import reminder_tables  # noqa: E402

@@ -1,10 +1,14 @@
 """Unit of work: one transaction around one use case, with the clock the engine reads.
 
-`commit()` writes the audit records the aggregate produced in the same transaction, and turns
-a lost optimistic-locking race (or SQLite's writer lock) into `ConcurrencyConflict`.
+`commit()` writes the audit records the aggregate produced in the same transaction, schedules
+the reminders of newly opened milestones and cancels those of closed ones (so reminders always
+match the pathway), and turns a lost optimistic-locking race (or SQLite's writer lock) into
+`ConcurrencyConflict`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
@@ -12,10 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
+from engine.adapters.reminder_store import SqlReminderStore
 from engine.adapters.repository import SqlAuditLog, SqlPatientRepository
 from engine.clock import Clock, SystemClock
 from engine.domain.errors import ConcurrencyConflict
-from engine.domain.model import AuditRecord
+from engine.domain.model import AuditRecord, Milestone, Patient
+from engine.domain.reminders import plan_reminders
 
 
 class SqlAlchemyUnitOfWork:
@@ -23,6 +29,7 @@ class SqlAlchemyUnitOfWork:
 
     patients: SqlPatientRepository
     audit: SqlAuditLog
+    reminders: SqlReminderStore
     session: Session
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock | None = None):
@@ -33,6 +40,7 @@ class SqlAlchemyUnitOfWork:
         self.session = self._sessions()
         self.patients = SqlPatientRepository(self.session)
         self.audit = SqlAuditLog(self.session)
+        self.reminders = SqlReminderStore(self.session)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -45,7 +53,14 @@ class SqlAlchemyUnitOfWork:
             if patient.audit and patient in self.session and not _is_new(self.session, patient):
                 flag_modified(patient, "updated_at")  # every change bumps and checks the version
         try:
+            opened, closed = _milestone_changes(self.session, self.patients.seen.values())
             self.session.flush()
+            if opened or closed:
+                now = self.clock.now()
+                for patient, milestone in opened:
+                    self.reminders.add(plan_reminders(patient, milestone, now))
+                self.reminders.cancel_for_milestones(closed, now, "milestone closed")
+                self.session.flush()
             for patient in self.patients.seen.values():
                 self.audit.append(patient.audit)
             self.session.commit()
@@ -76,3 +91,22 @@ class SqlAlchemyUnitOfWork:
 
 def _is_new(session: Session, patient: object) -> bool:
     return inspect(patient).pending
+
+
+def _milestone_changes(
+    session: Session, patients: Iterable[Patient]
+) -> tuple[list[tuple[Patient, Milestone]], list[str]]:
+    """Milestones opened (new and pending) and closed (status changed) in this unit of work."""
+    opened: list[tuple[Patient, Milestone]] = []
+    closed: list[str] = []
+    for patient in patients:
+        if patient not in session:
+            continue
+        for milestone in patient.milestones:
+            state = inspect(milestone)
+            if state.transient or state.pending:
+                if milestone.is_open:
+                    opened.append((patient, milestone))
+            elif not milestone.is_open and state.attrs.status.history.has_changes():
+                closed.append(milestone.id)
+    return opened, closed
