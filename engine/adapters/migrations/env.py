@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
+import engine.adapters.access_tables  # noqa: F401  (puts the access tables on the metadata)
 from engine.adapters.database import make_engine
 from engine.adapters.orm import metadata
 
