@@ -24,9 +24,16 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: str | None = None
     mail_from: str = "reminders@aih-pathways.local"
+    clinic_name: str = "Hepatology clinic"
+    message_domain: str = "aih-pathways.local"
+    smtp_timeout_seconds: float = 10.0
     outbox_dir: Path = Path("var/outbox")
     dispatch_interval_seconds: float = 30.0
     stale_claim_seconds: int = 60
+    delivery_max_attempts: int = 5
+    delivery_retry_base_seconds: float = 30.0
+    delivery_retry_cap_seconds: float = 3600.0
+    dispatch_batch_size: int = 500
 
 
 @cache
