@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.services import PostgresServer, RedisServer
+from tests.support.smtp_sink import SmtpSink
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,10 @@ def redis_url(redis_server: RedisServer) -> str:
     redis_server.ensure_running()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on a free loopback port that records what it receives."""
+    with SmtpSink() as sink:
+        yield sink
