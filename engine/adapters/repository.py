@@ -1,17 +1,29 @@
-"""Repositories: patients (the aggregate) and the append-only audit log."""
+"""Repositories: patients (the aggregate) and the append-only audit log.
+
+Two ways to load a patient. `get` loads the whole record (history, exports). `for_care` and
+`many_for_care` load what the pathway reads when it applies an input: every lab result and
+clinical event (conditions look back without limit: baseline, unbroken normal run, events
+ever), the orders that are not stopped, the open alerts, the open milestones and, of the closed
+milestones, only the rows `CarePathway` reads back: per milestone and cycle the latest
+occurrence (numbering, "already scheduled in this cycle") and the latest completed one (the
+`last_completed` anchor). Resolved alerts, stopped orders and older closed milestones stay on
+disk; new rows appended to the loaded collections are still inserted.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select
+from sqlalchemy.orm import Session, with_loader_criteria
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from engine.adapters.orm import audit_log, milestones
 from engine.domain.errors import UnknownPatient
-from engine.domain.model import AuditRecord, Patient
+from engine.domain.model import Alert, AuditRecord, MedicationOrder, Milestone, Patient
 
 
 class SqlPatientRepository:
@@ -33,6 +45,32 @@ class SqlPatientRepository:
         self.seen[patient.id] = patient
         return patient
 
+    def for_care(self, patient_id: str) -> Patient:
+        """The patient with what the pathway reads (see the module docstring), or UnknownPatient."""
+        found = self.many_for_care([patient_id]) if patient_id else {}
+        if patient_id not in found:
+            raise UnknownPatient(f"no patient with id {patient_id!r}")
+        return found[patient_id]
+
+    def many_for_care(self, patient_ids: Iterable[str]) -> dict[str, Patient]:
+        """Patients by id, each loaded as `for_care` does, in one SELECT per table.
+
+        Unknown ids are left out of the answer.
+        """
+        wanted = sorted({pid for pid in patient_ids if pid})
+        found: dict[str, Patient] = {}
+        with self.session.no_autoflush:
+            for start in range(0, len(wanted), 500):
+                query = (
+                    select(Patient)
+                    .where(Patient.id.in_(wanted[start : start + 500]))
+                    .options(*_care_loading())
+                )
+                for patient in self.session.scalars(query):
+                    found[patient.id] = patient
+        self.seen.update(found)
+        return found
+
     def with_due_reviews(self, now: datetime, milestone_ids: list[str], limit: int) -> list[str]:
         """Patients with a review milestone due and not yet reviewed, oldest due first."""
         query = (
@@ -52,6 +90,35 @@ class SqlPatientRepository:
     def ids(self, limit: int | None = None) -> list[str]:
         query = select(Patient.id).order_by(Patient.enrolled_at, Patient.id)
         return list(self.session.scalars(query.limit(limit)))
+
+
+@cache
+def _care_loading() -> tuple[LoaderOption, ...]:
+    """Loader options for `for_care` (built once; the criteria are cached lambdas, so a load
+    costs no more than loading everything did)."""
+    return (
+        with_loader_criteria(MedicationOrder, lambda cls: cls.status != "stopped"),
+        with_loader_criteria(Milestone, _milestones_read_back, track_closure_variables=False),
+        with_loader_criteria(Alert, lambda cls: cls.status == "open"),
+    )
+
+
+def _milestones_read_back(cls: type[Milestone]) -> ColumnElement[bool]:
+    """Open milestones, and per milestone and cycle the latest and the latest completed row."""
+    later = milestones.alias("later")
+    same_series = and_(
+        later.c.patient_id == milestones.c.patient_id,
+        later.c.milestone_id == milestones.c.milestone_id,
+        later.c.cycle == milestones.c.cycle,
+    )
+    latest_occurrence = ~exists().where(same_series, later.c.occurrence > milestones.c.occurrence)
+    latest_completed = and_(
+        milestones.c.status == "completed",
+        ~exists().where(
+            same_series, later.c.status == "completed", later.c.closed_at > milestones.c.closed_at
+        ),
+    )
+    return or_(milestones.c.status == "pending", latest_occurrence, latest_completed)
 
 
 class SqlAuditLog:

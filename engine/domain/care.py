@@ -115,16 +115,20 @@ class CarePathway:
             source=source,
         )
         patient.labs.append(result)
-        return self._apply(
-            patient,
-            "lab_resulted",
-            {"lab": lab.code},
-            now,
-            actor,
-            "lab_result_recorded",
-            result.id,
-            {"lab": lab.code},
-        )
+        try:
+            return self._apply(
+                patient,
+                "lab_resulted",
+                {"lab": lab.code},
+                now,
+                actor,
+                "lab_result_recorded",
+                result.id,
+                {"lab": lab.code},
+            )
+        except HardBlock:
+            patient.labs.remove(result)  # a refused input leaves the patient as it was
+            raise
 
     def record_clinical_event(
         self,
@@ -386,6 +390,8 @@ class CarePathway:
         if cycle_start is None:
             return None
         cycle = cycle_start.isoformat()
+        # Of the closed rows, only the latest occurrence and the latest completed one of each
+        # milestone and cycle need to be loaded: occurrences run 1, 2, 3... within a cycle.
         rows = [m for m in patient.milestones if m.milestone_id == mdef.id and m.cycle == cycle]
         if rows and not mdef.repeat:
             return None
@@ -404,7 +410,7 @@ class CarePathway:
         due = mdef.offset.after(anchor_at)
         if not mdef.repeat and self._satisfied(mdef, patient, s, due, anchor_at):
             return None
-        occurrence = len(rows) + 1
+        occurrence = max((m.occurrence for m in rows), default=0) + 1
         return Milestone(
             milestone_id=mdef.id,
             title=mdef.title,

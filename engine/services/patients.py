@@ -195,7 +195,7 @@ def what_if(
     if kind not in actions:
         raise InvalidInput(f"what-if kind must be one of {', '.join(actions)}")
     with uow:
-        patient = uow.patients.get(patient_id)
+        patient = uow.patients.for_care(patient_id)
         care = care_pathway(patient.pathway_key)
         now = uow.clock.now()
         try:
@@ -222,7 +222,7 @@ def what_if(
 def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
     """State, regimen, next milestones and open alerts, each with its reason (audited read)."""
     with uow:
-        patient = uow.patients.get(patient_id)
+        patient = uow.patients.for_care(patient_id)
         now = uow.clock.now()
         view = status_view(patient, care_pathway(patient.pathway_key), now)
         uow.record_only([_read(now, actor, patient_id, "patient_read", {"view": "status"})])
@@ -233,7 +233,9 @@ def patient_history(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> d
     """Transitions, labs, events, orders, milestones and refusals (audited read)."""
     with uow:
         patient = uow.patients.get(patient_id)
-        view = history_view(patient, uow.audit.for_patient(patient_id))
+        view = history_view(
+            patient, uow.audit.for_patient(patient_id), uow.reminders.for_patient(patient_id)
+        )
         uow.record_only(
             [_read(uow.clock.now(), actor, patient_id, "patient_read", {"view": "history"})]
         )
@@ -248,7 +250,7 @@ def _change(
     action: Callable[[CarePathway, Patient, datetime], Outcome],
 ) -> dict[str, Any]:
     with uow:
-        patient = uow.patients.get(patient_id)
+        patient = uow.patients.for_care(patient_id)
         if expected_version is not None and patient.version != expected_version:
             raise ConcurrencyConflict(
                 f"patient is at version {patient.version}, not {expected_version}; reload"
