@@ -26,6 +26,10 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 pathway_app = typer.Typer(no_args_is_help=True, help="Pathway data files.")
 app.add_typer(db_app, name="db")
 app.add_typer(pathway_app, name="pathway")
+user_app = typer.Typer(no_args_is_help=True, help="API users (one role each, optional site).")
+token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
 out = Console()
 err = Console(stderr=True)
 
@@ -211,6 +215,45 @@ def what_if(
 ) -> None:
     """Evaluate a hypothetical lab, event or order; nothing is written."""
     _run(service.what_if, actor or _actor_default(), patient_id, kind=kind, **_pairs(given))
+
+
+# ---- HTTP API: users, tokens, server ---------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="clinician|coordinator|lab-interface|auditor|admin")],
+    site: Annotated[str | None, typer.Option(help="Scope the user to one site.")] = None,
+    actor: Actor = "",
+) -> None:
+    """Create an API user."""
+    from engine.services import access
+
+    _run(access.create_user, actor or _actor_default(), name=name, role=role, site=site)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option(help="User name or id.")],
+    days: Annotated[int, typer.Option(help="Valid for this many days.")] = 30,
+    actor: Actor = "",
+) -> None:
+    """Issue a bearer token for a user; it is printed once and stored only as a hash."""
+    from engine.services import access
+
+    _run(access.issue_token, actor or _actor_default(), user, days=days)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /docs) with uvicorn."""
+    import uvicorn
+
+    uvicorn.run("api.main:app", host=host, port=port, access_log=False)
 
 
 # ---- synthetic cohort: simulate and demo ----------------------------------------------------

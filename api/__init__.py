@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): routers per resource, shared dependencies, problem+json errors."""

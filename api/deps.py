@@ -1,0 +1,218 @@
+"""Shared dependencies as `Annotated[..., Depends(...)]` aliases: settings, clock, units of work,
+the authenticated principal, role checks, site scoping, If-Match and Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Path, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from api.errors import Forbidden, PreconditionFailed
+from engine.bootstrap import UnitOfWorkFactory
+from engine.clock import Clock
+from engine.config import Settings
+from engine.domain.errors import UnknownPatient
+from engine.services import access, idempotency
+from engine.services.access import Principal
+from engine.services.patient_directory import PatientRef, patient_ref
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+def get_uow_factory(request: Request) -> UnitOfWorkFactory:
+    return request.app.state.uow_factory
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+UnitOfWork = Annotated[UnitOfWorkFactory, Depends(get_uow_factory)]
+
+bearer = HTTPBearer(auto_error=False, description="A token from `aihp token create`.")
+
+
+def get_principal(
+    request: Request,
+    uow: UnitOfWork,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller, from `Authorization: Bearer <token>`; 401 if missing, unknown or revoked."""
+    principal = access.authenticate(uow(), credentials.credentials if credentials else None)
+    request.state.principal_id = principal.user_id  # the access log names the caller by id
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting only callers with one of `roles` (403 otherwise)."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"the {principal.role} role may not do this")
+        return principal
+
+    check.roles = roles  # type: ignore[attr-defined]
+    return check
+
+
+PatientReader = Annotated[Principal, Depends(require("clinician", "coordinator", "auditor"))]
+Clinician = Annotated[Principal, Depends(require("clinician"))]
+LabSender = Annotated[Principal, Depends(require("clinician", "lab-interface"))]
+Auditor = Annotated[Principal, Depends(require("auditor"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+PathwayReader = Annotated[
+    Principal, Depends(require("clinician", "coordinator", "auditor", "admin"))
+]
+
+PatientId = Annotated[str, Path(min_length=1, max_length=64, description="Patient id")]
+
+
+def get_patient(patient_id: PatientId, principal: CurrentPrincipal, uow: UnitOfWork) -> PatientRef:
+    """The patient, if the caller may see them: a caller with a site sees only that site.
+
+    A patient of another site is answered 404, exactly like an unknown id, so the answer does
+    not disclose that the patient exists.
+    """
+    ref = patient_ref(uow(), patient_id)
+    if principal.site and ref.site != principal.site:
+        raise UnknownPatient(f"no patient with id {patient_id!r}")
+    return ref
+
+
+ScopedPatient = Annotated[PatientRef, Depends(get_patient)]
+
+_ETAG = re.compile(r'^(?:W/)?"?v?(\d{1,9})"?$')
+
+
+def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            max_length=64,
+            description='The patient version the change is based on: `"v3"` (the ETag).',
+        ),
+    ] = None,
+) -> str | None:
+    return if_match
+
+
+IfMatch = Annotated[str | None, Depends(get_if_match)]
+
+
+def expected_version(
+    patient: PatientRef, if_match: str | None, body_version: int | None
+) -> int | None:
+    """The version the caller based the change on; 412 if the patient is no longer at it."""
+    if if_match is not None and if_match.strip() != "*":
+        found = _ETAG.match(if_match.strip())
+        if found is None:
+            raise PreconditionFailed(f'If-Match {if_match!r} is not an ETag like "v3"')
+        wanted: int | None = int(found.group(1))
+    else:
+        wanted = body_version
+    if wanted is not None and wanted != patient.version:
+        raise PreconditionFailed(
+            f"the patient is at version {patient.version}, not {wanted}; reload and retry"
+        )
+    return wanted
+
+
+def etag(version: int) -> str:
+    return f'"v{version}"'
+
+
+class Once:
+    """Runs a POST's work once per Idempotency-Key and replays the stored answer after that."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, principal: Principal, key: str | None, request: Request
+    ):
+        self.uow, self.principal, self.key, self.request = uow, principal, key, request
+
+    def __call__(
+        self,
+        work: Callable[[], Any],
+        model: type[BaseModel],
+        status_code: int = 200,
+        location: Callable[[dict[str, Any]], str] | None = None,
+    ) -> JSONResponse:
+        """Do `work` (or replay it), answer with its result validated by `model`."""
+        if self.key is None:
+            return _answer(self._result(work, model), status_code, location)
+        body_hash = _body_hash(self.request.state.body)
+        args = (self.principal.actor, self.key)
+        stored = idempotency.reserve(
+            self.uow(), *args, self.request.method, self.request.url.path, body_hash
+        )
+        if stored is not None:
+            response = _answer(stored.body, stored.status, location)
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        try:
+            body = self._result(work, model)
+        except BaseException:
+            idempotency.release(self.uow(), *args)
+            raise
+        idempotency.complete(self.uow(), *args, status_code, body)
+        return _answer(body, status_code, location)
+
+    @staticmethod
+    def _result(work: Callable[[], Any], model: type[BaseModel]) -> dict[str, Any]:
+        return jsonable_encoder(model.model_validate(work()))
+
+
+def _answer(
+    body: Any, status_code: int, location: Callable[[dict[str, Any]], str] | None
+) -> JSONResponse:
+    headers = {}
+    if isinstance(body, dict) and isinstance(body.get("version"), int):
+        headers["ETag"] = etag(body["version"])
+    if location is not None and isinstance(body, dict):
+        headers["Location"] = location(body)
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _body_hash(raw: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        canonical = raw
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def get_once(
+    request: Request,
+    uow: UnitOfWork,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=128,
+            description="The same key again replays the first answer; the work is done once.",
+        ),
+    ] = None,
+) -> Once:
+    request.state.body = await request.body()
+    return Once(uow, principal, idempotency_key, request)
+
+
+Idempotent = Annotated[Once, Depends(get_once)]

@@ -1,0 +1,152 @@
+"""Every error as `application/problem+json` (RFC 9457): type, title, status, detail.
+
+Status codes, chosen once here:
+
+| error | status |
+|---|---|
+| no valid token: missing, unknown, expired, revoked | 401 + `WWW-Authenticate: Bearer` |
+| role not allowed (`Forbidden`) | 403 |
+| unknown patient, user or token; a patient of another site (`UnknownPatient`) | 404 |
+| `HardBlock`: a safety rule refuses the order | 422 + `rule_ids`, `sources`, `block_id` |
+| `InvalidInput`, `UnknownCode`, request validation, Idempotency-Key reused | 422 |
+| `EventNotAllowed` in the current state, `ConcurrencyConflict`, duplicate record | 409 |
+| `If-Match` does not match the patient's version (`PreconditionFailed`) | 412 |
+| anything unexpected | 500, a fixed sentence and no internals (logged without PHI) |
+
+A refused order is 422, not 409: the request is well formed but the guideline forbids it for
+this patient, and reloading and retrying will not help; 409 is kept for "someone else changed
+the patient" and "the state does not allow this now".
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.domain.errors import (
+    ConcurrencyConflict,
+    DomainError,
+    EventNotAllowed,
+    HardBlock,
+    InvalidInput,
+    UnknownCode,
+    UnknownPatient,
+)
+from engine.services.access import NotAuthenticated, UnknownUser
+
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://aih-pathways.example/problems/"
+log = logging.getLogger("aihp.api")
+
+
+class Forbidden(DomainError):
+    """The caller's role may not use this endpoint."""
+
+    code = "forbidden"
+
+
+class PreconditionFailed(DomainError):
+    """`If-Match` names a version the patient is no longer at."""
+
+    code = "precondition-failed"
+
+
+STATUS: list[tuple[type[DomainError], int, str]] = [
+    (NotAuthenticated, 401, "Not authenticated"),
+    (Forbidden, 403, "Forbidden"),
+    (UnknownPatient, 404, "Unknown patient"),
+    (UnknownUser, 404, "Not found"),
+    (HardBlock, 422, "Refused by a safety rule"),
+    (PreconditionFailed, 412, "Precondition failed"),
+    (ConcurrencyConflict, 409, "Conflict"),
+    (EventNotAllowed, 409, "Not allowed in the current state"),
+    (UnknownCode, 422, "Unknown code"),
+    (InvalidInput, 422, "Invalid input"),
+    (DomainError, 422, "Refused"),
+]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each a problem+json document."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        s: {"description": HTTPStatus(s).phrase, "content": {PROBLEM: {"schema": schema}}}
+        for s in statuses
+    }
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response."""
+    body = {"type": TYPE_BASE + code, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def domain_problem(error: DomainError) -> JSONResponse:
+    """The problem for a domain error, by the most specific class in STATUS."""
+    status, title = next((s, t) for cls, s, t in STATUS if isinstance(error, cls))
+    extra: dict[str, Any] = {}
+    if isinstance(error, HardBlock):
+        extra = {
+            "block_id": error.block_id,
+            "rule_ids": list(error.rule_ids),
+            "sources": list(error.sources),
+        }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return problem(status, title, error.message, error.code, headers, **extra)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, error: DomainError) -> JSONResponse:
+        return domain_problem(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e["type"]}
+            for e in error.errors()
+        ]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid"
+        return problem(422, "Invalid request", detail, "validation", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(error.status_code, "Error")
+        return problem(
+            error.status_code,
+            title,
+            str(error.detail),
+            f"http-{error.status_code}",
+            dict(error.headers or {}),
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _duplicate(_: Request, error: IntegrityError) -> JSONResponse:
+        log.warning("integrity error %s", type(error.orig).__name__)
+        return problem(409, "Conflict", "the record conflicts with an existing one", "duplicate")
+
+
+def internal_error() -> JSONResponse:
+    """The 500 problem: a fixed sentence, never the exception's text or a traceback."""
+    return problem(
+        500,
+        "Internal server error",
+        "the request could not be completed; the error has been logged",
+        "internal",
+    )

@@ -1,0 +1,109 @@
+"""The HTTP API: `create_app(settings, clock)`; `uvicorn api.main:app` serves the default one.
+
+OpenAPI at `/openapi.json`, interactive documentation at `/docs`. Every endpoint needs a bearer
+token (see `aihp token create`). The access log names the method, the route template (never the
+patient id in the URL), the status, the duration and the caller's user id: no PHI.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+
+from api import errors
+from api.routes import audit, pathways, patients, users
+from api.schemas import Problem
+from engine.bootstrap import unit_of_work_factory
+from engine.clock import Clock, SystemClock
+from engine.config import Settings, get_settings
+
+access_log = logging.getLogger("aihp.api.access")
+
+DESCRIPTION = """
+Care-pathway engine for autoimmune hepatitis: enrol patients, record labs, events and orders
+through the guideline's safety rules, and read where each patient is and why.
+
+* **Auth**: `Authorization: Bearer <token>`. Roles: clinician, coordinator, lab-interface,
+  auditor, admin. A caller with a site sees only that site's patients; others are 404.
+* **Errors**: `application/problem+json` (RFC 9457). A refused order is 422 with `rule_ids`.
+* **Concurrency**: status carries `version` and `ETag: "v<version>"`; send `If-Match`
+  (or `expected_version`) on a change: 412 if stale, 409 if a concurrent writer won.
+* **Idempotency**: `Idempotency-Key` on POSTs replays the first answer; the work is done once.
+"""
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    """An app on the configured database, reading time from `clock` (the system clock)."""
+    settings = settings or get_settings()
+    clock = clock or SystemClock()
+    app = FastAPI(
+        title="aih-pathways",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.uow_factory = unit_of_work_factory(settings, clock)
+    for router in (patients.router, pathways.router, audit.router, users.router):
+        app.include_router(router)
+    errors.install(app)
+
+    @app.middleware("http")
+    async def access_and_last_resort(request: Request, call_next) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception as failure:  # never a traceback to the caller; no PHI in the log
+            access_log.error(
+                "unhandled %s in %s %s",
+                type(failure).__name__,
+                request.method,
+                _template(request),
+            )
+            response = errors.internal_error()
+        access_log.info(
+            "%s %s %s %.1fms principal=%s",
+            request.method,
+            _template(request),
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+            getattr(request.state, "principal_id", "-"),
+        )
+        return response
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _template(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "<unmatched>")
+
+
+def __getattr__(name: str) -> FastAPI:
+    """`api.main:app`: the app on the environment's settings, built on first use (not on import)."""
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)

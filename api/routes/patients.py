@@ -1,0 +1,211 @@
+"""Patients: enrol, status, history, what-if, and clinical input (labs, events, orders).
+
+Each route translates HTTP into one service call; the pathway and its safety rules live in the
+service layer. The caller is the audited actor of every read and write.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from api import schemas
+from api.deps import (
+    Clinician,
+    Idempotent,
+    IfMatch,
+    LabSender,
+    PatientReader,
+    ScopedPatient,
+    UnitOfWork,
+    etag,
+    expected_version,
+)
+from api.errors import Forbidden, problems
+from engine.services import patients as service
+from engine.services.patient_directory import list_patients
+
+router = APIRouter(prefix="/patients", tags=["patients"])
+CHANGE = problems(401, 403, 404, 409, 412, 422)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.PatientStatus,
+    responses=problems(401, 403, 409, 422),
+    summary="Enrol a patient on the pathway",
+)
+def enrol(
+    body: schemas.EnrolRequest, principal: Clinician, uow: UnitOfWork, once: Idempotent
+) -> Response:
+    if principal.site and body.site != principal.site:
+        raise Forbidden(f"you can enrol patients at {principal.site} only")
+    details = body.model_dump(exclude={"site", "clinician", "birth_date", "sex", "weight_kg"})
+    facts = details.pop("facts")
+    return once(
+        lambda: service.enrol_patient(
+            uow(),
+            principal.actor,
+            site=body.site,
+            clinician=body.clinician,
+            birth_date=body.birth_date,
+            sex=body.sex,
+            weight_kg=body.weight_kg,
+            facts=facts,
+            **details,
+        ),
+        schemas.PatientStatus,
+        201,
+        location=lambda status: f"/patients/{status['patient_id']}",
+    )
+
+
+@router.get(
+    "",
+    response_model=schemas.PatientList,
+    responses=problems(401, 403, 422),
+    summary="List patients (minimal rows), filtered by site and state",
+)
+def list_(
+    principal: PatientReader,
+    uow: UnitOfWork,
+    site: Annotated[str | None, Query(max_length=64)] = None,
+    state: Annotated[str | None, Query(max_length=64, description="A state or stage")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict:
+    if principal.site:
+        if site and site != principal.site:
+            return {"total": 0, "limit": limit, "offset": offset, "items": []}
+        site = principal.site
+    return list_patients(uow(), principal.actor, site=site, state=state, limit=limit, offset=offset)
+
+
+@router.get(
+    "/{patient_id}",
+    response_model=schemas.PatientStatus,
+    responses=problems(401, 403, 404),
+    summary="Status: state, regimen, next milestones and open alerts, each with its reason",
+)
+def status(
+    principal: PatientReader, patient: ScopedPatient, uow: UnitOfWork, response: Response
+) -> dict:
+    view = service.patient_status(uow(), principal.actor, patient.id)
+    response.headers["ETag"] = etag(view["version"])
+    return view
+
+
+@router.get(
+    "/{patient_id}/history",
+    response_model=schemas.PatientHistory,
+    responses=problems(401, 403, 404),
+    summary="History: transitions, labs, events, orders, milestones and refusals",
+)
+def history(principal: PatientReader, patient: ScopedPatient, uow: UnitOfWork) -> dict:
+    return service.patient_history(uow(), principal.actor, patient.id)
+
+
+@router.post(
+    "/{patient_id}/what-if",
+    response_model=schemas.WhatIfResult,
+    responses=problems(401, 403, 404, 409, 422),
+    summary="What if: a hypothetical lab, event or order; nothing is written",
+)
+def what_if(
+    body: schemas.WhatIfRequest, principal: Clinician, patient: ScopedPatient, uow: UnitOfWork
+) -> dict:
+    given = body.model_dump(exclude={"kind"}, exclude_none=True)
+    return service.what_if(uow(), principal.actor, patient.id, kind=body.kind, **given)
+
+
+@router.post(
+    "/{patient_id}/labs",
+    response_model=schemas.Outcome,
+    responses=CHANGE,
+    summary="Record a lab result (pathway code or LOINC; converted to the pathway unit)",
+)
+def record_lab(
+    body: schemas.LabRequest,
+    principal: LabSender,
+    patient: ScopedPatient,
+    if_match: IfMatch,
+    uow: UnitOfWork,
+    once: Idempotent,
+) -> Response:
+    version = expected_version(patient, if_match, body.expected_version)
+    return once(
+        lambda: service.record_lab_result(
+            uow(),
+            principal.actor,
+            patient.id,
+            code=body.code,
+            value=body.value,
+            unit=body.unit,
+            taken_at=body.taken_at,
+            source=body.source,
+            expected_version=version,
+        ),
+        schemas.Outcome,
+    )
+
+
+@router.post(
+    "/{patient_id}/events",
+    response_model=schemas.Outcome,
+    responses=CHANGE,
+    summary="Record a clinical event (intolerance, pregnancy, biopsy, stop request...)",
+)
+def record_event(
+    body: schemas.EventRequest,
+    principal: Clinician,
+    patient: ScopedPatient,
+    if_match: IfMatch,
+    uow: UnitOfWork,
+    once: Idempotent,
+) -> Response:
+    version = expected_version(patient, if_match, body.expected_version)
+    return once(
+        lambda: service.record_clinical_event(
+            uow(),
+            principal.actor,
+            patient.id,
+            kind=body.kind,
+            occurred_at=body.occurred_at,
+            data=body.data,
+            expected_version=version,
+        ),
+        schemas.Outcome,
+    )
+
+
+@router.post(
+    "/{patient_id}/orders",
+    response_model=schemas.Outcome,
+    responses=CHANGE,
+    summary="Order a medication through the pathway's safety rules (refusals cite the rule)",
+)
+def order(
+    body: schemas.OrderRequest,
+    principal: Clinician,
+    patient: ScopedPatient,
+    if_match: IfMatch,
+    uow: UnitOfWork,
+    once: Idempotent,
+) -> Response:
+    version = expected_version(patient, if_match, body.expected_version)
+    return once(
+        lambda: service.order_medication(
+            uow(),
+            principal.actor,
+            patient.id,
+            drug=body.drug,
+            mg_per_day=body.mg_per_day,
+            mg_per_kg_day=body.mg_per_kg_day,
+            route=body.route,
+            ordered_at=body.ordered_at,
+            expected_version=version,
+        ),
+        schemas.Outcome,
+    )

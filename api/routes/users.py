@@ -1,0 +1,70 @@
+"""Users and their bearer tokens (admin), and `GET /users/me` for every caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from api import schemas
+from api.deps import Admin, CurrentPrincipal, Idempotent, UnitOfWork
+from api.errors import problems
+from engine.services import access
+
+router = APIRouter(prefix="/users", tags=["users"])
+Id = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/me", response_model=schemas.Me, responses=problems(401), summary="The caller")
+def me(principal: CurrentPrincipal) -> dict:
+    return {
+        "user_id": principal.user_id,
+        "name": principal.name,
+        "role": principal.role,
+        "site": principal.site,
+    }
+
+
+@router.get(
+    "", response_model=list[schemas.User], responses=problems(401, 403), summary="List users"
+)
+def list_users(_: Admin, uow: UnitOfWork) -> list[dict]:
+    return access.list_users(uow())
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.User,
+    responses=problems(401, 403, 409, 422),
+    summary="Create a user with one role (coordinators need a site)",
+)
+def create_user(body: schemas.UserRequest, principal: Admin, uow: UnitOfWork, once: Idempotent):
+    return once(
+        lambda: access.create_user(
+            uow(), principal.actor, name=body.name, role=body.role, site=body.site
+        ),
+        schemas.User,
+        201,
+    )
+
+
+@router.post(
+    "/{user_id}/tokens",
+    status_code=201,
+    response_model=schemas.IssuedToken,
+    responses=problems(401, 403, 404, 422),
+    summary="Issue a bearer token (shown once; not replayed by Idempotency-Key)",
+)
+def issue_token(body: schemas.TokenRequest, principal: Admin, uow: UnitOfWork, user_id: Id) -> dict:
+    return access.issue_token(uow(), principal.actor, user_id, days=body.days)
+
+
+@router.post(
+    "/{user_id}/tokens/{token_id}/revoke",
+    response_model=schemas.TokenInfo,
+    responses=problems(401, 403, 404),
+    summary="Revoke a token now",
+)
+def revoke_token(principal: Admin, uow: UnitOfWork, user_id: Id, token_id: Id) -> dict:
+    return access.revoke_token(uow(), principal.actor, token_id, user_id=user_id)

@@ -1,0 +1,383 @@
+"""Request and response models of the native JSON API (separate from the database tables).
+
+Responses mirror the service layer's views (`engine/services/views.py`) field for field, so the
+OpenAPI document describes exactly what is sent.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Text64 = Annotated[str, Field(min_length=1, max_length=64)]
+Number = Annotated[float, Field(allow_inf_nan=False)]
+Version = Annotated[int, Field(ge=0, description="The patient version the change is based on.")]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; refused orders add the rule IDs and their sources."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    rule_ids: list[str] | None = None
+    sources: list[str] | None = None
+    block_id: str | None = None
+
+
+# ---- requests -----------------------------------------------------------------------------
+
+
+class EnrolRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site: Text64
+    clinician: Text64
+    birth_date: date
+    sex: Literal["F", "M", "X"]
+    weight_kg: Annotated[float, Field(gt=0, lt=500)]
+    facts: dict[str, bool | Number | None] = Field(
+        default_factory=dict, description="Pathway facts, e.g. cirrhosis, pregnancy, MELD."
+    )
+    given_name: Annotated[str, Field(max_length=128)] = ""
+    family_name: Annotated[str, Field(max_length=128)] = ""
+    external_id: Text64 | None = None
+    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+        None
+    )
+    phone: Annotated[str, Field(max_length=32, pattern=r"^\+?[0-9 ()./-]{3,32}$")] | None = None
+    contact_preferences: dict[str, bool | Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=dict, description='e.g. {"channel": "email", "sms": false}'
+    )
+    pathway_key: Text64 | None = Field(None, description="A version key; default the newest.")
+
+
+class LabRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=16, description="ALT or LOINC 1742-6")]
+    value: Number | Annotated[str, Field(min_length=1, max_length=32)]
+    unit: Annotated[str, Field(max_length=16)] | None = Field(None, description="UCUM unit")
+    taken_at: AwareDatetime | None = None
+    source: Annotated[str, Field(min_length=1, max_length=32)] = "api"
+    expected_version: Version | None = None
+
+
+class EventRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Annotated[str, Field(min_length=1, max_length=48)]
+    occurred_at: AwareDatetime | None = None
+    data: dict[str, bool | Number | Annotated[str, Field(max_length=200)] | None] = Field(
+        default_factory=dict
+    )
+    expected_version: Version | None = None
+
+
+class OrderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    drug: Annotated[str, Field(min_length=1, max_length=48)]
+    mg_per_day: Annotated[float, Field(ge=0, le=100000, allow_inf_nan=False)] | None = None
+    mg_per_kg_day: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    route: Annotated[str, Field(min_length=1, max_length=16)] = "oral"
+    ordered_at: AwareDatetime | None = None
+    expected_version: Version | None = None
+
+
+class WhatIfRequest(BaseModel):
+    """A hypothetical lab (code, value, unit), event (event, data) or order (drug, dose)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["lab", "event", "order"]
+    code: Annotated[str, Field(max_length=16)] | None = None
+    value: Number | Annotated[str, Field(max_length=32)] | None = None
+    unit: Annotated[str, Field(max_length=16)] | None = None
+    taken_at: AwareDatetime | None = None
+    event: Annotated[str, Field(max_length=48)] | None = None
+    occurred_at: AwareDatetime | None = None
+    data: dict[str, bool | Number | Annotated[str, Field(max_length=200)] | None] | None = None
+    drug: Annotated[str, Field(max_length=48)] | None = None
+    mg_per_day: Annotated[float, Field(ge=0, le=100000, allow_inf_nan=False)] | None = None
+    mg_per_kg_day: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    route: Annotated[str, Field(max_length=16)] | None = None
+
+
+class UserRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
+    role: Literal["clinician", "coordinator", "lab-interface", "auditor", "admin"]
+    site: Text64 | None = None
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+
+# ---- responses ----------------------------------------------------------------------------
+
+
+class Why(BaseModel):
+    """A cited rule: its ID, its sentence and its sources."""
+
+    rule: str
+    text: str
+    sources: list[str]
+
+
+class PathwayRef(BaseModel):
+    key: str
+    review_status: str
+
+
+class RegimenItem(BaseModel):
+    drug: str
+    mg_per_day: float | None
+    mg_per_kg_day: float | None
+    route: str
+    since: str
+
+
+class MilestoneItem(BaseModel):
+    id: str
+    milestone: str
+    title: str
+    kind: str
+    due_at: str
+    grace_until: str
+    status: str
+    urgent: bool
+    recipients: list[str]
+    why: list[Why]
+
+
+class AlertItem(BaseModel):
+    id: str
+    alert: str
+    severity: str
+    message: str
+    raised_at: str
+    why: list[Why]
+
+
+class PatientStatus(BaseModel):
+    """Where the patient is, what is due and what is open, each with its reason."""
+
+    model_config = ConfigDict(extra="allow")
+
+    patient_id: str
+    external_id: str | None
+    site: str
+    clinician: str
+    pathway: PathwayRef
+    state: str
+    stage: str
+    state_text: str
+    state_since: str | None
+    state_why: list[Why]
+    treatment_start: str | None
+    facts: dict[str, Any]
+    regimen: list[RegimenItem]
+    expected_dose: dict[str, Any] | None
+    next_milestones: list[MilestoneItem]
+    open_alerts: list[AlertItem]
+    version: int
+
+
+class TransitionTaken(BaseModel):
+    trigger: str
+    to: str
+    why: list[Why]
+
+
+class Outcome(BaseModel):
+    """What one input did: the state before and after, the transition and its reasons."""
+
+    model_config = ConfigDict(extra="allow")
+
+    patient_id: str
+    record_id: str | None
+    state_before: str
+    state: str
+    transition: TransitionTaken | None
+    alerts_raised: list[str]
+    alerts_resolved: list[str]
+    milestones_scheduled: list[str]
+    milestones_closed: list[str]
+    version: int
+
+
+class Refusal(BaseModel):
+    rules: list[str]
+    reason: str
+    sources: list[str]
+
+
+class WhatIfResult(BaseModel):
+    """The hypothetical outcome (nothing written), or the safety rule that would refuse it."""
+
+    allowed: bool
+    refused: Refusal | None = None
+    patient_id: str | None = None
+    record_id: str | None = None
+    state_before: str | None = None
+    state: str | None = None
+    transition: TransitionTaken | None = None
+    alerts_raised: list[str] = []
+    alerts_resolved: list[str] = []
+    milestones_scheduled: list[str] = []
+    milestones_closed: list[str] = []
+    version: int | None = None
+    status: PatientStatus | None = None
+
+
+class HistoryTransition(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    at: str
+    from_: str | None = Field(alias="from")
+    to: str | None
+    by: str
+    reason: str
+    rules: list[str]
+
+
+class HistoryLab(BaseModel):
+    code: str
+    value: float | str | None
+    unit: str | None
+    reported: str
+    taken_at: str
+    source: str
+
+
+class HistoryEvent(BaseModel):
+    kind: str
+    occurred_at: str
+    data: dict[str, Any]
+
+
+class HistoryOrder(BaseModel):
+    drug: str
+    mg_per_day: float | None
+    mg_per_kg_day: float | None
+    route: str
+    status: str
+    ordered_at: str
+    ended_at: str | None
+
+
+class HistoryMilestone(BaseModel):
+    milestone: str
+    title: str
+    due_at: str
+    status: str
+    closed_at: str | None
+    reason: str | None
+
+
+class HistoryRefusal(BaseModel):
+    at: str
+    by: str
+    reason: str
+    rules: list[str]
+
+
+class PatientHistory(BaseModel):
+    """Everything recorded about the patient, oldest first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    patient_id: str
+    transitions: list[HistoryTransition]
+    labs: list[HistoryLab]
+    events: list[HistoryEvent]
+    orders: list[HistoryOrder]
+    milestones: list[HistoryMilestone]
+    refusals: list[HistoryRefusal]
+
+
+class PatientRow(BaseModel):
+    patient_id: str
+    site: str
+    clinician: str
+    state: str
+    stage: str
+    pathway_key: str
+    enrolled_at: datetime
+    version: int
+
+
+class PatientList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[PatientRow]
+
+
+class PathwayVersion(BaseModel):
+    key: str
+    id: str
+    version: str
+    title: str
+    review_status: str
+    latest: bool
+
+
+class PathwayDefinition(BaseModel):
+    key: str
+    id: str
+    version: str
+    title: str
+    review_status: str
+    definition: dict[str, Any] = Field(description="The pathway file's data, as loaded.")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    patient_id: str | None
+    from_state: str | None
+    to_state: str | None
+    reason: str
+    rule_ids: list[str]
+    detail: dict[str, Any]
+
+
+class User(BaseModel):
+    id: str
+    name: str
+    role: str
+    site: str | None
+    active: bool
+    created_at: datetime
+
+
+class Me(BaseModel):
+    user_id: str
+    name: str
+    role: str
+    site: str | None
+
+
+class TokenInfo(BaseModel):
+    id: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class IssuedToken(TokenInfo):
+    token: str = Field(description="The bearer token; shown once, stored only as a hash.")

@@ -1,0 +1,171 @@
+"""Who may use the API: users with one role (and optionally a site), and their bearer tokens.
+
+A token is shown once when issued; only its SHA-256 hash is stored. Tokens expire and can be
+revoked. Creating users and issuing or revoking tokens is audited like any other change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+
+from engine.adapters.access_tables import api_tokens, users
+from engine.domain.errors import DomainError, InvalidInput
+from engine.domain.model import AuditRecord, new_id
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+
+ROLES = ("clinician", "coordinator", "lab-interface", "auditor", "admin")
+SITE_REQUIRED = ("coordinator",)
+
+
+class UnknownUser(DomainError):
+    """No user (or token) with that id or name."""
+
+    code = "unknown-user"
+
+
+class NotAuthenticated(DomainError):
+    """The bearer token is missing, unknown, expired or revoked."""
+
+    code = "not-authenticated"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: one user with one role, scoped to a site when `site` is set."""
+
+    user_id: str
+    name: str
+    role: str
+    site: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"user:{self.user_id}"
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_user(
+    uow: SqlAlchemyUnitOfWork, actor: str, *, name: str, role: str, site: str | None = None
+) -> dict[str, Any]:
+    """Create a user with one role; coordinators must belong to a site."""
+    name, site = name.strip(), (site or "").strip() or None
+    if not name or len(name) > 64:
+        raise InvalidInput("name is required (at most 64 characters)")
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    if role in SITE_REQUIRED and site is None:
+        raise InvalidInput(f"a {role} needs a site")
+    with uow:
+        if uow.session.execute(select(users.c.id).where(users.c.name == name)).first():
+            raise InvalidInput(f"a user named {name!r} already exists")
+        now = uow.clock.now()
+        row = {"id": new_id(), "name": name, "role": role, "site": site, "active": True}
+        uow.session.execute(insert(users).values(**row, created_at=now))
+        uow.audit.append([AuditRecord(now, actor, "user_created", None, detail=_public(row))])
+        uow.session.commit()
+        return {**_public(row), "created_at": now}
+
+
+def list_users(uow: SqlAlchemyUnitOfWork) -> list[dict[str, Any]]:
+    """Every user, oldest first."""
+    with uow:
+        rows = uow.session.execute(select(users).order_by(users.c.created_at, users.c.id))
+        return [{**_public(dict(r._mapping)), "created_at": r.created_at} for r in rows]
+
+
+def issue_token(
+    uow: SqlAlchemyUnitOfWork, actor: str, user: str, *, days: int = 30
+) -> dict[str, Any]:
+    """A new random token for a user (by id or name), valid for `days`; shown only here."""
+    if not 1 <= days <= 3650:
+        raise InvalidInput("days must be between 1 and 3650")
+    with uow:
+        found = uow.session.execute(
+            select(users).where(or_(users.c.id == user, users.c.name == user))
+        ).first()
+        if found is None or not found.active:
+            raise UnknownUser(f"no active user {user!r}")
+        now = uow.clock.now()
+        token = secrets.token_urlsafe(32)
+        row = {
+            "id": new_id(),
+            "user_id": found.id,
+            "token_hash": token_hash(token),
+            "created_at": now,
+            "expires_at": now + timedelta(days=days),
+        }
+        uow.session.execute(insert(api_tokens).values(**row))
+        uow.audit.append(
+            [AuditRecord(now, actor, "token_issued", None, detail={"token_id": row["id"]})]
+        )
+        uow.session.commit()
+        return {**_token_view(row), "token": token}
+
+
+def revoke_token(
+    uow: SqlAlchemyUnitOfWork, actor: str, token_id: str, *, user_id: str | None = None
+) -> dict[str, Any]:
+    """Revoke a token now (revoking twice keeps the first time); `user_id` must own it if given."""
+    with uow:
+        row = uow.session.execute(select(api_tokens).where(api_tokens.c.id == token_id)).first()
+        if row is None or (user_id is not None and row.user_id != user_id):
+            raise UnknownUser(f"no token {token_id!r}")
+        now = uow.clock.now()
+        revoked_at = row.revoked_at or now
+        if row.revoked_at is None:
+            uow.session.execute(
+                update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=now)
+            )
+            uow.audit.append(
+                [AuditRecord(now, actor, "token_revoked", None, detail={"token_id": token_id})]
+            )
+            uow.session.commit()
+        return _token_view({**row._mapping, "revoked_at": revoked_at})
+
+
+def authenticate(uow: SqlAlchemyUnitOfWork, token: str | None) -> Principal:
+    """The principal a bearer token stands for, or NotAuthenticated."""
+    if not token:
+        raise NotAuthenticated("a bearer token is required")
+    with uow:
+        row = uow.session.execute(
+            select(users.c.id, users.c.name, users.c.role, users.c.site, api_tokens.c.expires_at)
+            .join(api_tokens, api_tokens.c.user_id == users.c.id)
+            .where(
+                api_tokens.c.token_hash == token_hash(token),
+                api_tokens.c.revoked_at.is_(None),
+                users.c.active.is_(True),
+            )
+        ).first()
+        if row is None or _expired(row.expires_at, uow.clock.now()):
+            raise NotAuthenticated("the token is unknown, expired or revoked")
+        return Principal(row.id, row.name, row.role, row.site)
+
+
+def _expired(expires_at: datetime, now: datetime) -> bool:
+    return expires_at <= now
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in ("id", "name", "role", "site", "active")}
+
+
+def _token_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "user_id": row["user_id"],
+        "created_at": row["created_at"],
+        "expires_at": row["expires_at"],
+        "revoked_at": row.get("revoked_at"),
+    }
