@@ -17,6 +17,12 @@ class UnknownPatient(DomainError):
     code = "unknown-patient"
 
 
+class UnknownWorkItem(DomainError):
+    """No such coordinator item or reminder (or not visible to this user's site)."""
+
+    code = "unknown-work-item"
+
+
 class UnknownCode(DomainError):
     """Unknown lab code, drug, event kind or pathway."""
 

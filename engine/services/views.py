@@ -99,8 +99,10 @@ def status_view(patient: Patient, care: CarePathway, now: datetime) -> dict[str,
     }
 
 
-def history_view(patient: Patient, audit_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything recorded about the patient, oldest first."""
+def history_view(
+    patient: Patient, audit_rows: list[dict[str, Any]], reminders: list[Any] = ()
+) -> dict[str, Any]:
+    """Everything recorded about the patient, oldest first: records, reminders, work done."""
     return {
         "patient_id": patient.id,
         "transitions": [
@@ -162,5 +164,29 @@ def history_view(patient: Patient, audit_rows: list[dict[str, Any]]) -> dict[str
             }
             for r in audit_rows
             if r["action"] == "action_refused"
+        ],
+        "reminders": [
+            {
+                "id": r.id,
+                "milestone": r.milestone_id,
+                "purpose": r.purpose,
+                "recipient": r.recipient,
+                "due_at": r.due_at.isoformat(),
+                "status": r.status,
+                "attempts": r.attempts,
+                "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+                "last_error": r.last_error,
+            }
+            for r in reminders
+        ],
+        "care_team_actions": [
+            {
+                "at": r["at"].isoformat(),
+                "by": r["actor"],
+                "action": r["action"],
+                "note": r["reason"],
+            }
+            for r in audit_rows
+            if r["action"].startswith(("item_", "reminder_"))
         ],
     }

@@ -1,0 +1,44 @@
+"""The care-team directory: clinicians and how reminders reach them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.domain.errors import InvalidInput
+from engine.domain.model import AuditRecord
+from engine.notifications.compose import InvalidAddress, checked_address
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+
+
+def register_clinician(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    clinician_id: str,
+    *,
+    name: str,
+    email: str | None = None,
+    site: str | None = None,
+) -> dict[str, Any]:
+    """Add or update a clinician (the id patients are enrolled under) and their email."""
+    if not clinician_id.strip() or not name.strip():
+        raise InvalidInput("a clinician needs an id and a name")
+    if email:
+        try:
+            email = checked_address(email)
+        except InvalidAddress as exc:
+            raise InvalidInput(f"email: {exc.reason}") from None
+    with uow:
+        uow.reminders.save_clinician(clinician_id.strip(), name.strip(), email, site)
+        uow.audit.append(
+            [
+                AuditRecord(
+                    at=uow.clock.now(),
+                    actor=actor,
+                    action="clinician_saved",
+                    patient_id=None,
+                    detail={"clinician": clinician_id},
+                )
+            ]
+        )
+        uow.commit()
+    return {"id": clinician_id.strip(), "name": name.strip(), "email": email, "site": site}

@@ -1,0 +1,77 @@
+"""Dispatching due reminders in-process: the embedded default when no broker is configured.
+
+With a broker, Celery beat claims and Celery workers deliver (workers/). Without one, this
+loop claims and delivers the same rows through the same service functions, on a timer. The
+schedule is always the database; the timer only decides how often to look.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from engine.adapters.mail import Mailer
+from engine.services.patients import review_due_patients
+from engine.services.reminders import DeliveryPolicy, claim_due_reminders, deliver_reminder
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_due_reminders(
+    uow_factory: Callable[[], SqlAlchemyUnitOfWork],
+    mailer: Mailer,
+    policy: DeliveryPolicy,
+    batch_size: int = 500,
+) -> Counter[str]:
+    """Claim and deliver every reminder due now; returns how many ended which way."""
+    outcomes: Counter[str] = Counter()
+    while True:
+        claimed = claim_due_reminders(uow_factory(), policy, batch_size)
+        for reminder_id, token in claimed:
+            outcomes[deliver_reminder(uow_factory(), mailer, policy, reminder_id, token)] += 1
+        if len(claimed) < batch_size:
+            return outcomes
+
+
+class EmbeddedDispatcher:
+    """A background thread that runs due reviews and dispatches due reminders periodically."""
+
+    def __init__(
+        self,
+        uow_factory: Callable[[], SqlAlchemyUnitOfWork],
+        mailer: Mailer,
+        policy: DeliveryPolicy,
+        interval: float,
+        batch_size: int = 500,
+    ):
+        def run() -> Counter[str]:
+            review_due_patients(uow_factory, actor="system:review")
+            return dispatch_due_reminders(uow_factory, mailer, policy, batch_size)
+
+        self._run = run
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="aihp-dispatcher", daemon=True)
+        self.rounds = 0
+
+    def start(self) -> EmbeddedDispatcher:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                outcomes = self._run()
+                if outcomes:
+                    log.info("dispatched reminders: %s", dict(outcomes))
+            except Exception:  # keep dispatching; the rows stay due and are retried
+                log.exception("reminder dispatch round failed")
+            self.rounds += 1
+            self._stop.wait(self._interval)

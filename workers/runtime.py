@@ -1,0 +1,28 @@
+"""What each worker process builds once: the unit-of-work factory, the mailer, the policy.
+
+Built lazily, so each forked worker process opens its own database pool and SMTP connection.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from engine.adapters.mail import Mailer, mailer_from_settings
+from engine.bootstrap import UnitOfWorkFactory, unit_of_work_factory
+from engine.config import get_settings
+from engine.services.reminders import DeliveryPolicy
+
+
+@cache
+def uow_factory() -> UnitOfWorkFactory:
+    return unit_of_work_factory(get_settings())
+
+
+@cache
+def mailer() -> Mailer:
+    return mailer_from_settings(get_settings())
+
+
+@cache
+def policy() -> DeliveryPolicy:
+    return DeliveryPolicy.from_settings(get_settings())
