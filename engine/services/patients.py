@@ -1,17 +1,25 @@
 """Use cases on one patient: enrol, record labs and events, order medication, review, what-if.
 
 Each runs in a unit of work and returns a plain view. A hard block is audited in its own
-transaction and re-raised; nothing else of the refused action is written.
+transaction and re-raised; nothing else of the refused action is written. `record_lab_results`
+takes a batch of results (a lab interface's file, a FHIR transaction Bundle) in one unit of
+work and answers item by item.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from engine.domain.care import CarePathway, Outcome, new_patient
-from engine.domain.errors import ConcurrencyConflict, HardBlock, InvalidInput
+from engine.domain.errors import (
+    ConcurrencyConflict,
+    DomainError,
+    HardBlock,
+    InvalidInput,
+    UnknownPatient,
+)
 from engine.domain.facts import checked_facts
 from engine.domain.model import AuditRecord, Patient
 from engine.services.catalogue import care_pathway
@@ -82,6 +90,45 @@ def record_lab_result(
             p, code, value, unit, _aware(taken_at) or now, now, actor, source
         ),
     )
+
+
+def record_lab_results(
+    uow: SqlAlchemyUnitOfWork | Callable[[], SqlAlchemyUnitOfWork],
+    actor: str,
+    results: Iterable[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """Record a batch of lab results in one unit of work; one answer per item, in order.
+
+    Each item holds `patient_id`, `code`, `value` and optionally `unit`, `taken_at`, `source`
+    and `expected_version` (the patient's version before the batch). Items are applied in
+    order, exactly as `record_lab_result` applies one, with one `now` for the batch. An item
+    that is refused (unknown patient, bad input, a hard block, a stale `expected_version`) is
+    answered with `accepted: False`, its error code and reason, and changes nothing; the others
+    still commit. Every changed patient's version is checked at commit: if another writer
+    changed one meanwhile, nothing of the batch is written and it is applied again patient by
+    patient, each on a fresh copy; an item is answered as a conflict only when its patient
+    changes again during that retry (or its `expected_version` is stale).
+    """
+    items = [dict(item) for item in results]
+    if not items:
+        return []
+    fresh = uow if not isinstance(uow, SqlAlchemyUnitOfWork) else (lambda: uow)
+    try:
+        return _lab_batch(fresh(), actor, list(enumerate(items)))
+    except ConcurrencyConflict:
+        pass  # someone else changed one of the patients: retry patient by patient
+    by_patient: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+    for index, item in enumerate(items):
+        by_patient.setdefault(item.get("patient_id"), []).append((index, item))
+    answers: list[dict[str, Any]] = [{} for _ in items]
+    for indexed in by_patient.values():
+        try:
+            for answer in _lab_batch(fresh(), actor, indexed):
+                answers[answer["index"]] = answer
+        except ConcurrencyConflict as conflict:
+            for index, item in indexed:
+                answers[index] = _refusal(index, item, conflict)
+    return answers
 
 
 def record_clinical_event(
@@ -264,6 +311,69 @@ def _change(
             raise
         uow.commit()
         return outcome_view(outcome, patient, care)
+
+
+def _lab_batch(
+    uow: SqlAlchemyUnitOfWork, actor: str, indexed: list[tuple[int, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Apply (index, item) lab results in one unit of work; ConcurrencyConflict at commit."""
+    with uow:
+        now = uow.clock.now()
+        patients = uow.patients.many_for_care(
+            str(item.get("patient_id") or "") for _, item in indexed
+        )
+        loaded_version = {pid: patient.version for pid, patient in patients.items()}
+        applied: list[tuple[int, Outcome, Patient, CarePathway]] = []
+        answers: list[dict[str, Any]] = []
+        refusals: list[AuditRecord] = []
+        for index, item in indexed:
+            patient_id = str(item.get("patient_id") or "")
+            try:
+                patient = patients.get(patient_id)
+                if patient is None:
+                    raise UnknownPatient(f"no patient with id {patient_id!r}")
+                expected = item.get("expected_version")
+                if expected is not None and loaded_version[patient_id] != expected:
+                    raise ConcurrencyConflict(
+                        f"patient is at version {loaded_version[patient_id]}, not {expected}; "
+                        "reload"
+                    )
+                care = care_pathway(patient.pathway_key)
+                outcome = care.record_lab_result(
+                    patient,
+                    item.get("code", ""),
+                    item.get("value"),
+                    item.get("unit"),
+                    _aware(item.get("taken_at")) or now,
+                    now,
+                    actor,
+                    item.get("source", "manual"),
+                )
+            except DomainError as refused:
+                if isinstance(refused, HardBlock):
+                    refusals.append(refused.audit)  # type: ignore[attr-defined]
+                answers.append(_refusal(index, item, refused))
+                continue
+            applied.append((index, outcome, patient, care))
+        if refusals:
+            uow.audit.append(refusals)
+        uow.commit()
+        answers += [
+            {"index": index, "accepted": True, **outcome_view(outcome, patient, care)}
+            for index, outcome, patient, care in applied
+        ]
+        return sorted(answers, key=lambda answer: answer["index"])
+
+
+def _refusal(index: int, item: Mapping[str, Any], refused: DomainError) -> dict[str, Any]:
+    return {
+        "index": index,
+        "accepted": False,
+        "patient_id": item.get("patient_id"),
+        "error": refused.code,
+        "reason": refused.message,
+        "rules": list(getattr(refused, "rule_ids", [])),
+    }
 
 
 def _read(
