@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -60,8 +61,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             response = await call_next(request)
         except Exception as failure:  # never a traceback to the caller; no PHI in the log
             access_log.error(
-                "unhandled %s in %s %s",
+                "unhandled %s at %s in %s %s",
                 type(failure).__name__,
+                _where(failure),
                 request.method,
                 _template(request),
             )
@@ -94,6 +96,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _where(failure: BaseException) -> str:
+    """File and line where the error was raised: enough to find it, without its message."""
+    frames = traceback.extract_tb(failure.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
 def _template(request: Request) -> str:

@@ -15,5 +15,7 @@ def audit_entries(
     with uow:
         rows = uow.audit.recent(limit, patient_id)
         detail = {"patient_id": patient_id, "limit": limit}
-        uow.record_only([AuditRecord(uow.clock.now(), actor, "audit_read", patient_id, detail)])
+        uow.record_only(
+            [AuditRecord(uow.clock.now(), actor, "audit_read", patient_id, detail=detail)]
+        )
     return rows
