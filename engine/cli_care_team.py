@@ -1,0 +1,163 @@
+"""`aihp` commands for the care team: clinicians, coordinator queues, reminder dispatch, workers.
+
+Registered on the main `aihp` app by engine/cli.py; every command calls the service layer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from engine.bootstrap import unit_of_work_factory
+from engine.cli import Actor, _actor_default, _run, err, out
+from engine.config import get_settings
+from engine.services import care_team, coordinator_queue
+
+clinician_app = typer.Typer(no_args_is_help=True, help="The care-team directory.")
+queue_app = typer.Typer(no_args_is_help=True, help="Care-coordinator queues.")
+reminders_app = typer.Typer(no_args_is_help=True, help="Reminder delivery.")
+
+
+@clinician_app.command("add")
+def clinician_add(
+    clinician_id: str,
+    name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()] = "",
+    site: Annotated[str, typer.Option()] = "",
+    actor: Actor = "",
+) -> None:
+    """Add or update a clinician (the id patients are enrolled under) and their email."""
+    _run(
+        care_team.register_clinician,
+        actor or _actor_default(),
+        clinician_id,
+        name=name,
+        email=email or None,
+        site=site or None,
+    )
+
+
+@queue_app.command("list")
+def queue_list(
+    queue: Annotated[str, typer.Option(help="escalated, failed_delivery, overdue, ...")] = "",
+    site: str = "",
+    clinician: str = "",
+    state: str = "",
+    offset: int = 0,
+    limit: int = 50,
+    actor: Actor = "",
+) -> None:
+    """List live work items (with counts per queue)."""
+    _run(
+        coordinator_queue.coordinator_queue,
+        actor or _actor_default(),
+        queue=queue or None,
+        site=site or None,
+        clinician=clinician or None,
+        state=state or None,
+        offset=offset,
+        limit=limit,
+    )
+
+
+@queue_app.command("claim")
+def queue_claim(item_id: str, actor: Actor = "") -> None:
+    """Take an item."""
+    _run(coordinator_queue.claim_item, actor or _actor_default(), item_id)
+
+
+@queue_app.command("release")
+def queue_release(item_id: str, actor: Actor = "") -> None:
+    """Give an item back."""
+    _run(coordinator_queue.release_item, actor or _actor_default(), item_id)
+
+
+@queue_app.command("complete")
+def queue_complete(item_id: str, note: str = "", actor: Actor = "") -> None:
+    """Mark an item handled."""
+    _run(coordinator_queue.complete_item, actor or _actor_default(), item_id, note=note)
+
+
+@queue_app.command("snooze")
+def queue_snooze(
+    item_id: str,
+    until: Annotated[str, typer.Option(help="ISO date-time with timezone")],
+    reason: Annotated[str, typer.Option()],
+    actor: Actor = "",
+) -> None:
+    """Hide an item until a later time, with a reason."""
+    try:
+        moment = datetime.fromisoformat(until)
+    except ValueError:
+        err.print(f"[bold red]error[/] --until {until!r} is not an ISO date-time")
+        raise typer.Exit(2) from None
+    _run(
+        coordinator_queue.snooze_item,
+        actor or _actor_default(),
+        item_id,
+        until=moment,
+        reason=reason,
+    )
+
+
+@reminders_app.command("dispatch")
+def reminders_dispatch(
+    loop: Annotated[bool, typer.Option(help="Keep dispatching every interval.")] = False,
+) -> None:
+    """Deliver every due reminder in this process (the embedded default, or a cron job)."""
+    from engine.adapters.mail import mailer_from_settings
+    from engine.services.dispatch import dispatch_due_reminders
+    from engine.services.patients import review_due_patients
+    from engine.services.reminders import DeliveryPolicy
+
+    settings = get_settings()
+    uow_factory = unit_of_work_factory(settings)
+    mailer, policy = mailer_from_settings(settings), DeliveryPolicy.from_settings(settings)
+    try:
+        while True:
+            reviewed = review_due_patients(uow_factory, actor="system:review")
+            outcomes = dispatch_due_reminders(
+                uow_factory, mailer, policy, settings.dispatch_batch_size
+            )
+            out.print(f"reviewed {reviewed} patients; reminders: {dict(outcomes) or 'none due'}")
+            if not loop:
+                return
+            time.sleep(settings.dispatch_interval_seconds)
+    except KeyboardInterrupt:
+        return
+    finally:
+        mailer.close()
+
+
+def _celery(*arguments: str) -> None:
+    """Replace this process with Celery (signals then reach Celery directly)."""
+    if not get_settings().broker_url:
+        err.print("[bold red]error[/] set AIHP_BROKER_URL (e.g. redis://localhost:6379/0)")
+        raise typer.Exit(2)
+    celery = os.path.join(os.path.dirname(sys.executable), "celery")
+    os.execv(celery, [celery, "-A", "workers", *arguments])
+
+
+def worker(concurrency: int = 2, loglevel: str = "info") -> None:
+    """Run a Celery worker that delivers reminders (needs AIHP_BROKER_URL)."""
+    _celery("worker", f"--concurrency={concurrency}", f"--loglevel={loglevel}")
+
+
+def beat(loglevel: str = "info", schedule: str = "var/celerybeat-schedule") -> None:
+    """Run Celery beat: claims due reminders and runs due reviews (needs AIHP_BROKER_URL)."""
+    os.makedirs(os.path.dirname(schedule) or ".", exist_ok=True)
+    _celery("beat", f"--loglevel={loglevel}", f"--schedule={schedule}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the main `aihp` app."""
+    app.add_typer(clinician_app, name="clinician")
+    app.add_typer(queue_app, name="queue")
+    app.add_typer(reminders_app, name="reminders")
+    app.command()(worker)
+    app.command()(beat)
