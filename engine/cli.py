@@ -455,6 +455,12 @@ def demo(
     )
 
 
+# Care-team commands live in their own module (it imports the helpers above).
+from engine import cli_care_team  # noqa: E402
+
+cli_care_team.register(app)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="aihp")
 
