@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -20,10 +20,34 @@ from api.errors import Forbidden, PreconditionFailed
 from engine.bootstrap import UnitOfWorkFactory
 from engine.clock import Clock
 from engine.config import Settings
-from engine.domain.errors import UnknownPatient
+from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.services import access, idempotency
 from engine.services.access import Principal
 from engine.services.patient_directory import PatientRef, patient_ref
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not declare, or one given twice: `?stat=x` (a
+    typo) must not silently answer with every patient. (No route takes a list in the query.)"""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = set(_query_names(dependant))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInput(f"unknown query parameter(s): {', '.join(unknown)}")
+    repeated = sorted(
+        k for k in set(request.query_params) if len(request.query_params.getlist(k)) > 1
+    )
+    if repeated:
+        raise InvalidInput(f"query parameter(s) given more than once: {', '.join(repeated)}")
+
+
+def _query_names(dependant: Any) -> Iterator[str]:
+    yield from (param.alias for param in dependant.query_params)
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
 
 
 def get_settings(request: Request) -> Settings:

@@ -6,7 +6,7 @@ Status codes, chosen once here:
 |---|---|
 | no valid token: missing, unknown, expired, revoked | 401 + `WWW-Authenticate: Bearer` |
 | role not allowed (`Forbidden`) | 403 |
-| unknown patient, user or token; a patient of another site (`UnknownPatient`) | 404 |
+| unknown patient, user, token or pathway; a patient of another site | 404 |
 | `HardBlock`: a safety rule refuses the order | 422 + `rule_ids`, `sources`, `block_id` |
 | `InvalidInput`, `UnknownCode`, request validation, Idempotency-Key reused | 422 |
 | `EventNotAllowed` in the current state, `ConcurrencyConflict`, duplicate record | 409 |
@@ -52,6 +52,12 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class NotFound(DomainError):
+    """No such resource (a pathway version, ...)."""
+
+    code = "not-found"
+
+
 class PreconditionFailed(DomainError):
     """`If-Match` names a version the patient is no longer at."""
 
@@ -63,6 +69,7 @@ STATUS: list[tuple[type[DomainError], int, str]] = [
     (Forbidden, 403, "Forbidden"),
     (UnknownPatient, 404, "Unknown patient"),
     (UnknownUser, 404, "Not found"),
+    (NotFound, 404, "Not found"),
     (HardBlock, 422, "Refused by a safety rule"),
     (PreconditionFailed, 412, "Precondition failed"),
     (ConcurrencyConflict, 409, "Conflict"),
@@ -74,11 +81,12 @@ STATUS: list[tuple[type[DomainError], int, str]] = [
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses, each a problem+json document."""
+    """OpenAPI `responses` for these error statuses, each a problem+json document; every route
+    can also answer 400 (unreadable body), 401, 422 (invalid request) and 500."""
     schema = {"$ref": "#/components/schemas/Problem"}
     return {
         s: {"description": HTTPStatus(s).phrase, "content": {PROBLEM: {"schema": schema}}}
-        for s in statuses
+        for s in sorted({400, 401, 422, 500, *statuses})
     }
 
 

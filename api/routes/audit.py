@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from api import schemas
-from api.deps import Auditor, UnitOfWork
+from api.deps import Auditor, UnitOfWork, reject_unknown_query
 from api.errors import problems
 from engine.services.audit_trail import audit_entries
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], dependencies=[Depends(reject_unknown_query)])
 
 
 @router.get(

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from api import schemas
-from api.deps import PathwayReader
-from api.errors import problems
+from api.deps import PathwayReader, reject_unknown_query
+from api.errors import NotFound, problems
+from engine.domain.errors import UnknownCode
 from engine.services import pathway_catalogue
 
-router = APIRouter(prefix="/pathways", tags=["pathways"])
+router = APIRouter(
+    prefix="/pathways", tags=["pathways"], dependencies=[Depends(reject_unknown_query)]
+)
 PathwayKey = Annotated[
     str, Path(min_length=1, max_length=64, description="`aih@1.0.0`, or `aih` for the newest")
 ]
@@ -36,7 +39,10 @@ def versions(_: PathwayReader) -> list[dict]:
     summary="A pathway version's definition (states, transitions, rules, sources, ...)",
 )
 def definition(_: PathwayReader, key: PathwayKey) -> dict:
-    return pathway_catalogue.pathway_definition(key)
+    try:
+        return pathway_catalogue.pathway_definition(key)
+    except UnknownCode as unknown:
+        raise NotFound(unknown.message) from None
 
 
 @router.get(
@@ -59,5 +65,8 @@ def diagram(
     key: PathwayKey,
     format: Annotated[Literal["mermaid", "svg"], Query()] = "mermaid",
 ) -> Response:
-    text = pathway_catalogue.pathway_diagram(key, format)
+    try:
+        text = pathway_catalogue.pathway_diagram(key, format)
+    except UnknownCode as unknown:
+        raise NotFound(unknown.message) from None
     return Response(text, media_type=MEDIA[format])

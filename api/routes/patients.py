@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from api import schemas
 from api.deps import (
@@ -21,12 +21,15 @@ from api.deps import (
     UnitOfWork,
     etag,
     expected_version,
+    reject_unknown_query,
 )
 from api.errors import Forbidden, problems
 from engine.services import patients as service
 from engine.services.patient_directory import list_patients
 
-router = APIRouter(prefix="/patients", tags=["patients"])
+router = APIRouter(
+    prefix="/patients", tags=["patients"], dependencies=[Depends(reject_unknown_query)]
+)
 CHANGE = problems(401, 403, 404, 409, 412, 422)
 
 

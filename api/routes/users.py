@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from api import schemas
-from api.deps import Admin, CurrentPrincipal, Idempotent, UnitOfWork
+from api.deps import Admin, CurrentPrincipal, Idempotent, UnitOfWork, reject_unknown_query
 from api.errors import problems
 from engine.services import access
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(reject_unknown_query)])
 Id = Annotated[str, Path(min_length=1, max_length=64)]
 
 
