@@ -2,7 +2,9 @@
 
 In-process: ``with SmtpSink() as sink: ...`` then ``sink.messages``, ``sink.wait_for(n)``,
 ``sink.count_by_message_id()``. For retry tests it can answer ``451`` to the next K messages
-(``fail_next``) or refuse with ``550`` the recipients that match a pattern (``refuse``).
+(``fail_next``) or refuse with ``550`` the recipients that match a pattern (``refuse``). For
+chaos tests it can hold each message for ``delay_seconds`` before accepting it (without blocking
+other sessions); ``receiving()`` names the messages being held and their envelope senders.
 
 As a separate process (chaos tests), appending one JSON line per received message:
 
@@ -12,6 +14,7 @@ As a separate process (chaos tests), appending one JSON line per received messag
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import signal
@@ -40,10 +43,13 @@ class SmtpSink:
         port: int | None = None,
         *,
         on_message: Callable[[EmailMessage], None] | None = None,
+        delay_seconds: float = 0.0,
     ):
         self.host = HOST
         self.port = port or free_port()
         self._on_message = on_message
+        self.delay_seconds = delay_seconds
+        self._receiving: dict[int, tuple[str, str]] = {}
         self._messages: list[EmailMessage] = []
         self._temporary_failures = 0
         self._temporary_code = 451
@@ -101,9 +107,14 @@ class SmtpSink:
             return list(self._messages)
 
     def count_by_message_id(self) -> Counter[str]:
-        """How many times each Message-ID was received."""
+        """How many times each Message-ID was received (unfolded: a long one may be folded)."""
         with self._changed:
-            return Counter(str(m["Message-ID"]) for m in self._messages)
+            return Counter(str(m["Message-ID"]).strip() for m in self._messages)
+
+    def receiving(self) -> list[tuple[str, str]]:
+        """(Message-ID, envelope sender) of the messages held in their delay right now."""
+        with self._changed:
+            return list(self._receiving.values())
 
     def wait_for(self, n: int, timeout: float = 10.0) -> bool:
         """Wait until at least `n` messages have been accepted; False on timeout."""
@@ -149,6 +160,7 @@ class _Handler:
 
     def __init__(self, sink: SmtpSink):
         self.sink = sink
+        self._held: set[asyncio.Future[None]] = set()
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -166,8 +178,27 @@ class _Handler:
         if isinstance(content, str):
             content = content.encode()
         message = BytesParser(policy=policy.default).parsebytes(content)
-        self.sink._record(message)  # type: ignore[arg-type]
+        if self.sink.delay_seconds > 0:
+            # Shielded: a client that dies while its message is held still has it accepted,
+            # as when a client crashes between sending the data and reading the "250".
+            accepted = asyncio.ensure_future(self._hold_then_record(message, envelope.mail_from))
+            self._held.add(accepted)
+            accepted.add_done_callback(self._held.discard)
+            await asyncio.shield(accepted)
+        else:
+            self.sink._record(message)  # type: ignore[arg-type]
         return "250 2.0.0 Message accepted"
+
+    async def _hold_then_record(self, message: EmailMessage, sender: str | None) -> None:
+        key = id(message)
+        with self.sink._changed:
+            self.sink._receiving[key] = (str(message["Message-ID"]).strip(), sender or "")
+        try:
+            await asyncio.sleep(self.sink.delay_seconds)
+            self.sink._record(message)
+        finally:
+            with self.sink._changed:
+                self.sink._receiving.pop(key, None)
 
 
 def _jsonl_writer(path: Path) -> Callable[[EmailMessage], None]:

@@ -1,0 +1,1 @@
+"""Chaos tests: real Celery worker and beat processes through crashes and restarts."""
