@@ -9,11 +9,28 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
+
+def _iso_text(value: Any) -> Any:
+    """Dates and times come as ISO-8601 text, as the document says (not as epoch numbers)."""
+    if not isinstance(value, str | date):
+        raise ValueError("expected an ISO-8601 string")
+    return value
+
+
+# Request fields take exactly the JSON types the OpenAPI document declares: no "62" for 62,
+# no "true" for true, no epoch seconds for a date-time.
 Text64 = Annotated[str, Field(min_length=1, max_length=64)]
-Number = Annotated[float, Field(allow_inf_nan=False)]
-Version = Annotated[int, Field(ge=0, description="The patient version the change is based on.")]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Flag = Annotated[bool, Strict()]
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+Day = Annotated[date, BeforeValidator(_iso_text)]
+Dose = Annotated[float, Strict(), Field(ge=0, le=100000, allow_inf_nan=False)]
+DosePerKg = Annotated[float, Strict(), Field(ge=0, le=1000, allow_inf_nan=False)]
+Version = Annotated[
+    int, Strict(), Field(ge=0, description="The patient version the change is based on.")
+]
 
 
 class Problem(BaseModel):
@@ -38,10 +55,10 @@ class EnrolRequest(BaseModel):
 
     site: Text64
     clinician: Text64
-    birth_date: date
+    birth_date: Day
     sex: Literal["F", "M", "X"]
-    weight_kg: Annotated[float, Field(gt=0, lt=500)]
-    facts: dict[str, bool | Number | None] = Field(
+    weight_kg: Annotated[float, Strict(), Field(gt=0, lt=500)]
+    facts: dict[str, Flag | Number | None] = Field(
         default_factory=dict, description="Pathway facts, e.g. cirrhosis, pregnancy, MELD."
     )
     given_name: Annotated[str, Field(max_length=128)] = ""
@@ -51,7 +68,7 @@ class EnrolRequest(BaseModel):
         None
     )
     phone: Annotated[str, Field(max_length=32, pattern=r"^\+?[0-9 ()./-]{3,32}$")] | None = None
-    contact_preferences: dict[str, bool | Annotated[str, Field(max_length=64)]] = Field(
+    contact_preferences: dict[str, Flag | Annotated[str, Field(max_length=64)]] = Field(
         default_factory=dict, description='e.g. {"channel": "email", "sms": false}'
     )
     pathway_key: Text64 | None = Field(None, description="A version key; default the newest.")
@@ -63,7 +80,7 @@ class LabRequest(BaseModel):
     code: Annotated[str, Field(min_length=1, max_length=16, description="ALT or LOINC 1742-6")]
     value: Number | Annotated[str, Field(min_length=1, max_length=32)]
     unit: Annotated[str, Field(max_length=16)] | None = Field(None, description="UCUM unit")
-    taken_at: AwareDatetime | None = None
+    taken_at: Moment | None = None
     source: Annotated[str, Field(min_length=1, max_length=32)] = "api"
     expected_version: Version | None = None
 
@@ -72,8 +89,8 @@ class EventRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Annotated[str, Field(min_length=1, max_length=48)]
-    occurred_at: AwareDatetime | None = None
-    data: dict[str, bool | Number | Annotated[str, Field(max_length=200)] | None] = Field(
+    occurred_at: Moment | None = None
+    data: dict[str, Flag | Number | Annotated[str, Field(max_length=200)] | None] = Field(
         default_factory=dict
     )
     expected_version: Version | None = None
@@ -83,10 +100,10 @@ class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     drug: Annotated[str, Field(min_length=1, max_length=48)]
-    mg_per_day: Annotated[float, Field(ge=0, le=100000, allow_inf_nan=False)] | None = None
-    mg_per_kg_day: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    mg_per_day: Dose | None = None
+    mg_per_kg_day: DosePerKg | None = None
     route: Annotated[str, Field(min_length=1, max_length=16)] = "oral"
-    ordered_at: AwareDatetime | None = None
+    ordered_at: Moment | None = None
     expected_version: Version | None = None
 
 
@@ -99,13 +116,13 @@ class WhatIfRequest(BaseModel):
     code: Annotated[str, Field(max_length=16)] | None = None
     value: Number | Annotated[str, Field(max_length=32)] | None = None
     unit: Annotated[str, Field(max_length=16)] | None = None
-    taken_at: AwareDatetime | None = None
+    taken_at: Moment | None = None
     event: Annotated[str, Field(max_length=48)] | None = None
-    occurred_at: AwareDatetime | None = None
-    data: dict[str, bool | Number | Annotated[str, Field(max_length=200)] | None] | None = None
+    occurred_at: Moment | None = None
+    data: dict[str, Flag | Number | Annotated[str, Field(max_length=200)] | None] | None = None
     drug: Annotated[str, Field(max_length=48)] | None = None
-    mg_per_day: Annotated[float, Field(ge=0, le=100000, allow_inf_nan=False)] | None = None
-    mg_per_kg_day: Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)] | None = None
+    mg_per_day: Dose | None = None
+    mg_per_kg_day: DosePerKg | None = None
     route: Annotated[str, Field(max_length=16)] | None = None
 
 
@@ -120,7 +137,7 @@ class UserRequest(BaseModel):
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    days: Annotated[int, Field(ge=1, le=3650)] = 30
+    days: Annotated[int, Strict(), Field(ge=1, le=3650)] = 30
 
 
 # ---- responses ----------------------------------------------------------------------------
