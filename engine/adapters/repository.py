@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, event, exists, func, insert, or_, select
 from sqlalchemy.orm import Session, with_loader_criteria
 from sqlalchemy.orm.interfaces import LoaderOption
 
@@ -122,17 +122,38 @@ def _milestones_read_back(cls: type[Milestone]) -> ColumnElement[bool]:
 
 
 class SqlAuditLog:
-    """Append-only audit trail; rows are written in the unit of work's transaction."""
+    """Append-only audit trail; rows are written in the unit of work's transaction.
+
+    Appended rows wait and are written in one multi-row INSERT when the transaction commits
+    (or before this log is read), so a batch of inputs costs one statement, not one per
+    patient; a rollback drops them with the rest of the transaction.
+    """
 
     def __init__(self, session: Session):
         self.session = session
+        self._pending: list[dict[str, Any]] | None = None
 
     def append(self, records: Iterable[AuditRecord]) -> None:
         rows = [_row(r) for r in records]
-        if rows:
+        if not rows:
+            return
+        if self._pending is None:
+            self._pending = []
+            event.listen(self.session, "before_commit", self._write_pending)
+            event.listen(self.session, "after_soft_rollback", self._drop_pending)
+        self._pending.extend(rows)
+
+    def _write_pending(self, session: Session | None = None) -> None:
+        if self._pending:
+            rows, self._pending[:] = list(self._pending), []
             self.session.execute(insert(audit_log), rows)
 
+    def _drop_pending(self, session: Session, previous_transaction: Any) -> None:
+        if self._pending and not session.in_transaction():
+            self._pending.clear()
+
     def for_patient(self, patient_id: str, limit: int = 500) -> list[dict[str, Any]]:
+        self._write_pending()
         query = (
             select(audit_log)
             .where(audit_log.c.patient_id == patient_id)
@@ -142,6 +163,7 @@ class SqlAuditLog:
         return [dict(row._mapping) for row in self.session.execute(query)]
 
     def recent(self, limit: int = 200, patient_id: str | None = None) -> list[dict[str, Any]]:
+        self._write_pending()
         query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
         if patient_id:
             query = query.where(audit_log.c.patient_id == patient_id)
