@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from api import errors
+from api import errors, fhir
 from api.routes import audit, pathways, patients, users
 from api.schemas import Problem
 from engine.bootstrap import unit_of_work_factory
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.settings = settings
     app.state.clock = clock
     app.state.uow_factory = unit_of_work_factory(settings, clock)
-    for router in (patients.router, pathways.router, audit.router, users.router):
+    for router in (patients.router, pathways.router, audit.router, users.router, fhir.router):
         app.include_router(router)
     errors.install(app)
 

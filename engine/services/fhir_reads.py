@@ -1,0 +1,164 @@
+"""Reads the FHIR facade needs beyond the status view: demographics, the whole care plan, the
+reminders and work items of a patient, and recorded lab results.
+
+Each read of a patient is audited (`patient_read` with the view's name) like the other reads.
+`site_scope` restricts a caller to one site: a patient of another site is reported unknown,
+and nothing is audited for them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.adapters.orm import lab_results, patients
+from engine.adapters.reminder_tables import coordinator_items
+from engine.domain.errors import UnknownPatient
+from engine.domain.model import AuditRecord
+from engine.domain.reminders import CoordinatorItem
+from engine.services.catalogue import care_pathway
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.views import milestone_view
+
+_DEMOGRAPHICS = (
+    "id",
+    "external_id",
+    "site",
+    "clinician",
+    "given_name",
+    "family_name",
+    "birth_date",
+    "sex",
+    "weight_kg",
+    "email",
+    "phone",
+    "facts",
+    "pathway_key",
+    "state",
+    "enrolled_at",
+    "updated_at",
+    "version",
+)
+
+
+def patient_record(
+    uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, site_scope: str | None = None
+) -> dict[str, Any]:
+    """Demographics, contact, weight, facts and pathway position (audited read)."""
+    with uow:
+        row = uow.session.execute(
+            select(*(patients.c[name] for name in _DEMOGRAPHICS)).where(patients.c.id == patient_id)
+        ).first()
+        record = _scoped(row._asdict() if row else None, patient_id, site_scope)
+        _audit_read(uow, actor, patient_id, "fhir-patient")
+        return record
+
+
+def care_plan(
+    uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, site_scope: str | None = None
+) -> dict[str, Any]:
+    """The pathway version, the state, and every milestone (open and closed) with its reasons."""
+    with uow:
+        patient = uow.patients.get(patient_id)
+        _scoped({"site": patient.site}, patient_id, site_scope)
+        care = care_pathway(patient.pathway_key)
+        now = uow.clock.now()
+        state = care.pathway.states[patient.state]
+        plan = {
+            "patient_id": patient.id,
+            "site": patient.site,
+            "pathway_key": care.pathway.key,
+            "pathway_id": care.pathway.id,
+            "pathway_version": care.pathway.version,
+            "pathway_title": care.pathway.title,
+            "state": patient.state,
+            "state_text": state.text,
+            "final": state.final,
+            "enrolled_at": patient.enrolled_at,
+            "updated_at": patient.updated_at,
+            "version": patient.version,
+            "milestones": [
+                {
+                    **milestone_view(m, care, now),
+                    "closed_at": m.closed_at,
+                    "close_reason": m.close_reason,
+                }
+                for m in sorted(patient.milestones, key=lambda m: (m.due_at, m.milestone_id))
+            ],
+        }
+        _audit_read(uow, actor, patient_id, "fhir-careplan")
+        return plan
+
+
+def patient_tasks(
+    uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, site_scope: str | None = None
+) -> dict[str, Any]:
+    """The patient's reminders and coordinator work items, oldest due first (audited read)."""
+    with uow:
+        site = uow.session.scalar(select(patients.c.site).where(patients.c.id == patient_id))
+        _scoped({"site": site} if site else None, patient_id, site_scope)
+        items = uow.session.scalars(
+            select(CoordinatorItem)
+            .where(coordinator_items.c.patient_id == patient_id)
+            .order_by(coordinator_items.c.due_at, coordinator_items.c.id)
+        )
+        tasks = {
+            "reminders": [_columns(r) for r in uow.reminders.for_patient(patient_id)],
+            "items": [_columns(i) for i in items],
+        }
+        _audit_read(uow, actor, patient_id, "fhir-tasks")
+        return tasks
+
+
+def lab_record(
+    uow: SqlAlchemyUnitOfWork, actor: str, record_id: str, site_scope: str | None = None
+) -> dict[str, Any]:
+    """One recorded lab result (audited read of its patient); UnknownPatient if not visible."""
+    found = lab_records(uow, [record_id])
+    if not found or (site_scope and found[0]["site"] != site_scope):
+        raise UnknownPatient(f"no lab result with id {record_id!r}")
+    with uow:
+        _audit_read(uow, actor, found[0]["patient_id"], "fhir-observation")
+    return found[0]
+
+
+def lab_records(uow: SqlAlchemyUnitOfWork, record_ids: list[str]) -> list[dict[str, Any]]:
+    """Recorded lab results by id, as stored (converted value, reported value); not audited:
+    for answering the write that created them."""
+    with uow:
+        rows = uow.session.execute(
+            select(lab_results, patients.c.site, patients.c.pathway_key)
+            .join(patients, patients.c.id == lab_results.c.patient_id)
+            .where(lab_results.c.id.in_(record_ids))
+        )
+        by_id = {row.id: row._asdict() for row in rows}
+    return [by_id[i] for i in record_ids if i in by_id]
+
+
+def patient_sites(uow: SqlAlchemyUnitOfWork, patient_ids: list[str]) -> dict[str, str]:
+    """The site of each known patient id (for scoping a batch before it is applied)."""
+    wanted = sorted({pid for pid in patient_ids if pid})
+    with uow:
+        rows = uow.session.execute(
+            select(patients.c.id, patients.c.site).where(patients.c.id.in_(wanted))
+        )
+        return {row.id: row.site for row in rows}
+
+
+def _scoped(
+    record: dict[str, Any] | None, patient_id: str, site_scope: str | None
+) -> dict[str, Any]:
+    if record is None or (site_scope and record["site"] != site_scope):
+        raise UnknownPatient(f"no patient with id {patient_id!r}")
+    return record
+
+
+def _audit_read(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, view: str) -> None:
+    now: datetime = uow.clock.now()
+    uow.record_only([AuditRecord(now, actor, "patient_read", patient_id, detail={"view": view})])
+
+
+def _columns(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in type(row).__dataclass_fields__}
