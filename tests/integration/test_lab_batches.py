@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from engine.adapters.orm import lab_results
 from engine.services import patients as service
@@ -154,3 +154,28 @@ def test_a_writer_racing_the_batch_costs_a_retry_not_a_lost_result(uow_factory):
 
 def test_an_empty_batch_writes_nothing(uow_factory):
     assert service.record_lab_results(uow_factory, "lab", []) == []
+
+
+def test_a_batch_writes_its_audit_lines_in_one_statement(uow_factory):
+    patient_ids = [enrolled(uow_factory) for _ in range(3)]
+    engine = uow_factory()._sessions.kw["bind"]
+    inserts: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().startswith("INSERT INTO audit_log"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        service.record_lab_results(
+            uow_factory(),
+            "lab",
+            [{"patient_id": pid, "code": "ALT", "value": 420} for pid in patient_ids]
+            + [{"patient_id": "nobody", "code": "ALT", "value": 1}],
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    with uow_factory() as uow:
+        lines = [r for pid in patient_ids for r in uow.audit.for_patient(pid)]
+    assert sum(r["action"] == "lab_result_recorded" for r in lines) == 3
