@@ -11,9 +11,12 @@ refused), the reminder becomes a failed-delivery item in the coordinator queue.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from engine.adapters.mail import DeliveryError, Mailer
 from engine.config import Settings
@@ -103,17 +106,35 @@ def deliver_reminder(
         mailer.send(message)
     except DeliveryError as exc:
         return _after_failed_send(uow, policy, reminder, token, exc)
-    with uow:
-        now = uow.clock.now()
-        uow.reminders.finish(
-            reminder.id, token, status="sent", sent_at=now, message_id=message["Message-ID"]
-        )
-        uow.audit.append(
-            [_audit(reminder, "reminder_sent", now, f"emailed the {reminder.recipient}")]
-        )
-        uow.commit()
+    _record_sent(uow, policy, reminder, token, message["Message-ID"])
     log.info("reminder %s sent", reminder.id)
     return "sent"
+
+
+def _record_sent(
+    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, reminder: Reminder, token: str, mid: str
+) -> None:
+    """Record an email the SMTP server accepted, through a database blip shorter than the lease.
+
+    Giving up at once would leave the row `sending` until its lease ran out, and the email
+    would go out a second time; so retry for up to half the lease before raising.
+    """
+    deadline = time.monotonic() + policy.lease_seconds / 2
+    while True:
+        try:
+            with uow:
+                now = uow.clock.now()
+                uow.reminders.finish(reminder.id, token, status="sent", sent_at=now, message_id=mid)
+                uow.audit.append(
+                    [_audit(reminder, "reminder_sent", now, f"emailed the {reminder.recipient}")]
+                )
+                uow.commit()
+            return
+        except DBAPIError:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("reminder %s was sent; recording it failed, trying again", reminder.id)
+            time.sleep(0.5)
 
 
 def _queue(uow: SqlAlchemyUnitOfWork, reminder: Reminder) -> str:
