@@ -7,6 +7,9 @@ due now for the workers' real clock.
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 
 from engine.config import Settings
@@ -74,3 +77,111 @@ def test_two_workers_deliver_every_due_reminder_exactly_once(
     assert all(len(items.get(rid, [])) == 1 for rid in seeded.queue)
     senders = {sender for _, _, sender in sink.arrivals}
     assert senders == {cluster.sender_of("w1"), cluster.sender_of("w2")}
+
+
+def test_sigkilled_workers_lose_no_reminder_and_repeat_at_most_the_killed_in_flight_emails(
+    cluster: CeleryCluster, clinic: ChaosClinic, sink: TimedSink
+):
+    sink.delay_seconds = 0.3  # each worker spends most of its time inside an SMTP transaction
+    patient_ids = clinic.enrol_on_prednisolone(20)
+    seeded = clinic.due(patient_ids)
+    workers = [cluster.add_worker("w1"), cluster.add_worker("w2")]
+    cluster.start_beat()
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    killed_while_held: set[str] = set()
+    kills = 0
+    for _ in range(3):
+        victim = rng.choice(workers)
+        sender = cluster.sender_of(victim.name)
+        wait_until(
+            lambda: any(s == sender for _, s in sink.receiving()),  # noqa: B023
+            30,
+            lambda: f"{victim.name} never started sending (seed {seed})\n{cluster.logs()}",  # noqa: B023
+        )
+        time.sleep(rng.uniform(0, sink.delay_seconds * 1.5))  # a random point of the delivery
+        victim.kill()
+        kills += 1
+        killed_while_held |= {mid for mid, s in sink.receiving() if s == sender}
+        victim.start()
+
+    wait_for_delivery(seeded, sink, clinic, cluster)
+
+    repeated = duplicates(sink)
+    print(
+        f"seed {seed}: {kills} kills, {len(killed_while_held)} held by the sink at a kill, "
+        f"{sum(repeated.values()) - len(repeated)} duplicate emails"
+    )
+    assert_each_expected_email_arrived(seeded, sink)
+    assert sum(n - 1 for n in repeated.values()) <= kills  # one delivery in flight per worker
+    assert killed_while_held <= set(repeated)  # accepted by SMTP, never recorded: sent again
+    if not repeated:
+        assert sink.count_by_message_id() == {mid: 1 for mid in seeded.emails}
+
+
+def test_reminder_held_by_a_killed_worker_is_sent_again_within_a_minute(
+    cluster: CeleryCluster, clinic: ChaosClinic, sink: TimedSink
+):
+    sink.delay_seconds = 1.0
+    seeded = clinic.due(clinic.enrol_on_prednisolone(2))
+    doomed, survivor = cluster.add_worker("doomed"), cluster.add_worker("survivor")
+    cluster.start_beat()
+    sender = cluster.sender_of(doomed.name)
+    wait_until(
+        lambda: any(s == sender for _, s in sink.receiving()),
+        30,
+        lambda: f"the doomed worker never started sending\n{cluster.logs()}",
+    )
+    doomed.kill()
+    killed_at = time.monotonic()
+    sink.delay_seconds = 0.05
+    (lost,) = [mid for mid, s in sink.receiving() if s == sender]
+
+    resent = wait_until(
+        lambda: sink.arrival_times(lost)[1:],
+        60,
+        lambda: f"{lost} not sent again; statuses {clinic.statuses()}\n{cluster.logs()}",
+    )
+    took = resent[0] - killed_at
+    bound = cluster.stale_claim_seconds + 2 * cluster.dispatch_interval_seconds + 10
+    print(f"re-sent {took:.1f}s after the kill (bound {bound:.0f}s)")
+    assert took <= bound and took < 60
+    wait_for_delivery(seeded, sink, clinic, cluster)
+    assert survivor.alive
+    assert duplicates(sink) == {lost: 2}
+
+
+def test_redis_restart_mid_run_loses_no_reminder(
+    cluster: CeleryCluster, clinic: ChaosClinic, sink: TimedSink, redis_server
+):
+    sink.delay_seconds = 0.1
+    seeded = clinic.due(clinic.enrol_on_prednisolone(12))
+    workers = [cluster.add_worker("w1"), cluster.add_worker("w2")]
+    cluster.start_beat()
+    wait_until(lambda: len(sink.messages) >= 10, 30, lambda: cluster.logs())
+    redis_server.restart()  # not persistent: the queued delivery tasks are gone
+
+    wait_for_delivery(seeded, sink, clinic, cluster)
+
+    repeated = duplicates(sink)
+    print(f"redis restart: {len(repeated)} duplicate emails")
+    assert sink.count_by_message_id() == {mid: 1 for mid in seeded.emails}
+    assert all(w.alive and w.starts == 1 for w in [*workers, cluster.beat])
+
+
+def test_postgres_restart_mid_run_loses_no_reminder_and_workers_recover(
+    cluster: CeleryCluster, clinic: ChaosClinic, sink: TimedSink, postgres_server
+):
+    sink.delay_seconds = 0.1
+    seeded = clinic.due(clinic.enrol_on_prednisolone(12))
+    workers = [cluster.add_worker("w1"), cluster.add_worker("w2")]
+    cluster.start_beat()
+    wait_until(lambda: len(sink.messages) >= 10, 30, lambda: cluster.logs())
+    postgres_server.restart()
+
+    wait_for_delivery(seeded, sink, clinic, cluster)
+
+    repeated = duplicates(sink)
+    print(f"postgres restart: {len(repeated)} duplicate emails")
+    assert sink.count_by_message_id() == {mid: 1 for mid in seeded.emails}
+    assert all(w.alive and w.starts == 1 for w in [*workers, cluster.beat])

@@ -114,8 +114,10 @@ class CeleryCluster:
         smtp_port: int,
         stale_claim_seconds: int = 8,
         dispatch_interval_seconds: float = 1.0,
+        log_level: str = "warning",
     ):
         self.workdir = workdir
+        self.log_level = log_level
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stale_claim_seconds = stale_claim_seconds
         self.dispatch_interval_seconds = dispatch_interval_seconds
@@ -149,7 +151,7 @@ class CeleryCluster:
         argv = [
             CELERY, "-A", "workers", "worker",
             "--pool", "prefork", "--concurrency", str(concurrency),
-            "-l", "warning", "-n", f"{name}-{os.getpid()}-{id(self):x}@%h",
+            "-l", self.log_level, "-n", f"{name}-{os.getpid()}-{id(self):x}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         env = self.env | {"AIHP_MAIL_FROM": self.sender_of(name)}
@@ -161,7 +163,7 @@ class CeleryCluster:
         """Start (or restart) the single beat, its schedule file in the cluster's directory."""
         if self.beat is None:
             argv = [
-                CELERY, "-A", "workers", "beat", "-l", "warning",
+                CELERY, "-A", "workers", "beat", "-l", self.log_level,
                 "-s", str(self.workdir / "celerybeat-schedule"),
                 "--pidfile", str(self.workdir / "celerybeat.pid"),
             ]  # fmt: skip
