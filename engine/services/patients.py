@@ -341,7 +341,7 @@ def _lab_batch(
                 care = care_pathway(patient.pathway_key)
                 outcome = care.record_lab_result(
                     patient,
-                    item.get("code", ""),
+                    str(item.get("code") or ""),
                     item.get("value"),
                     item.get("unit"),
                     _aware(item.get("taken_at")) or now,
