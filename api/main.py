@@ -14,7 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from api import errors, fhir
+from api import errors, fhir, pages
+from api.lifespan import embedded_dispatch
 from api.routes import audit, pathways, patients, users
 from api.schemas import Problem
 from engine.bootstrap import unit_of_work_factory
@@ -36,9 +37,16 @@ through the guideline's safety rules, and read where each patient is and why.
 """
 
 
-def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
-    """An app on the configured database, reading time from `clock` (the system clock)."""
+def create_app(
+    settings: Settings | None = None, clock: Clock | None = None, dispatch: bool | None = None
+) -> FastAPI:
+    """An app on the configured database, reading time from `clock` (the system clock).
+
+    `dispatch`: run the in-process reminder dispatcher with the app (default: when no broker
+    is configured); tests pass False.
+    """
     settings = settings or get_settings()
+    dispatch = settings.broker_url is None if dispatch is None else dispatch
     clock = clock or SystemClock()
     app = FastAPI(
         title="aih-pathways",
@@ -46,6 +54,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         description=DESCRIPTION,
         docs_url="/docs",
         openapi_url="/openapi.json",
+        lifespan=embedded_dispatch if dispatch else None,
     )
     app.state.settings = settings
     app.state.clock = clock
@@ -53,6 +62,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     for router in (patients.router, pathways.router, audit.router, users.router, fhir.router):
         app.include_router(router)
     errors.install(app)
+    pages.install(app)
 
     @app.middleware("http")
     async def access_and_last_resort(request: Request, call_next) -> Response:

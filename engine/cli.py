@@ -413,8 +413,15 @@ def demo(
     months: Annotated[int, typer.Option(min=1, help="History length, ending now.")] = 30,
     seed: int = 7,
     path: Annotated[Path, typer.Option(help="SQLite file (recreated).")] = Path("var/demo.db"),
+    host: Annotated[str, typer.Option(help="Serve on this address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Serve on this port.")] = 8000,
+    serve: Annotated[
+        bool, typer.Option(help="Serve the API and pages after seeding (--no-serve: seed only).")
+    ] = True,
 ) -> None:
-    """Create a demo database with a synthetic cohort at every stage of the pathway."""
+    """Seed a demo database (a synthetic cohort at every stage of the pathway, the care team,
+    demo logins, one reminder dispatch round), then serve the API, the coordinator's pages and
+    the in-process reminder dispatcher."""
     from engine.adapters.migrate import upgrade
 
     for suffix in ("", "-wal", "-shm", "-journal"):
@@ -451,11 +458,56 @@ def demo(
     for command in ("status", "history", "what-if"):
         tail = " lab code=ALT value=250" if command == "what-if" else ""
         out.print(f"  {env} aihp {command} {first}{tail}", soft_wrap=True, highlight=False)
-    out.print(
-        "\nThe HTTP API and the coordinator page come later; for now query the demo database "
-        "with the commands above.",
-        soft_wrap=True,
+    settings = _demo_settings(url, path)
+    logins = _demo_team(settings)
+    site_url = f"http://{host}:{port}/ui/"
+    out.print(f"\n[bold]Coordinator page:[/] {site_url}  (API: http://{host}:{port}/docs)")
+    out.print("[bold]Demo logins[/] (paste a token into the login form, or send it as a bearer):")
+    for login in logins:
+        where = f" at {login.site}" if login.site else ""
+        out.print(
+            f"  {login.role:<11} {login.name}{where}: {login.token}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if serve:
+        import uvicorn
+
+        from api.main import create_app
+
+        out.print(f"serving on {site_url} with in-process reminder dispatch; Ctrl-C stops")
+        app = create_app(settings, dispatch=True)
+        uvicorn.run(app, host=host, port=port, access_log=False)
+
+
+def _demo_settings(url: str, path: Path):
+    """The demo's settings: its database, and a Maildir outbox beside it (emptied)."""
+    import shutil
+
+    outbox = path.parent / "demo-outbox"
+    shutil.rmtree(outbox, ignore_errors=True)
+    return get_settings().model_copy(
+        update={"database_url": url, "outbox_dir": outbox, "broker_url": None}
     )
+
+
+def _demo_team(settings):
+    """Clinicians with emails, one login per role, one dispatch round (queues and outbox)."""
+    from engine.adapters.mail import mailer_from_settings
+    from engine.demo_team import create_demo_logins, dispatch_round, register_cohort_clinicians
+    from engine.services.reminders import DeliveryPolicy
+
+    uow_factory = unit_of_work_factory(settings)
+    register_cohort_clinicians(uow_factory)
+    logins = create_demo_logins(uow_factory)
+    mailer = mailer_from_settings(settings)
+    try:
+        outcomes = dispatch_round(uow_factory, mailer, DeliveryPolicy.from_settings(settings))
+    finally:
+        mailer.close()
+    done = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "nothing due"
+    out.print(f"\ndispatched the due reminders: {done} (mail in {settings.outbox_dir})")
+    return logins
 
 
 # Care-team commands live in their own module (it imports the helpers above).

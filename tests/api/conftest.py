@@ -52,7 +52,7 @@ def uow_factory(database_url: str, clock: ManualClock) -> Iterator[Callable[[], 
 
 @pytest.fixture
 def app(database_url: str, clock: ManualClock) -> FastAPI:
-    return create_app(Settings(database_url=database_url), clock)
+    return create_app(Settings(database_url=database_url), clock, dispatch=False)
 
 
 @pytest.fixture

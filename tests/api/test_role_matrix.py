@@ -61,11 +61,12 @@ BODIES: dict[tuple[str, str], Any] = {
 
 def flat_routes(app) -> list[tuple[bool, str, set[str]]]:
     """(is an API route, path template, methods) for every route of the app, except the FHIR
-    facade's (OperationOutcome errors; its own role and site tests are in test_fhir.py)."""
+    facade's (OperationOutcome errors; its own role and site tests are in test_fhir.py) and the
+    pages' under /ui (cookie login; their role tests are in test_pages.py)."""
     return [
         (isinstance(getattr(c, "original_route", c), APIRoute), c.path, set(c.methods or ()))
         for c in iter_route_contexts(app.routes)
-        if not c.path.startswith("/fhir")
+        if not c.path.startswith(("/fhir", "/ui"))
     ]
 
 

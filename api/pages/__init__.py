@@ -1,0 +1,52 @@
+"""The coordinator's pages: server-rendered HTML under `/ui`, beside the JSON API.
+
+Login, queues, patient, pathway and outbox pages, rendered with Jinja2; htmx (vendored in
+`static/`) refreshes the queue and submits its buttons without a reload, and every form also
+works without JavaScript. Pages call the service layer only. They are a mounted sub-app so
+their errors are HTML pages (a redirect to the login form, a 403 page) rather than the API's
+problem+json, and they stay out of the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from api.errors import STATUS
+from api.pages import login, outbox, pathway, patient, queues
+from api.pages.session import LoginRequired, PageForbidden, base, is_htmx, render
+from engine.domain.errors import DomainError
+
+MOUNT = "/ui"
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages on `app` at /ui, sharing its settings, clock and units of work."""
+    pages = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    pages.state = app.state
+    for module in (login, queues, patient, pathway, outbox):
+        pages.include_router(module.router)
+    pages.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+    @pages.exception_handler(LoginRequired)
+    async def _login(request: Request, _: LoginRequired) -> Response:
+        wanted = request.url.path if request.method == "GET" else f"{base(request)}/queues"
+        target = f"{base(request)}/login?next={quote(wanted, safe='/')}"
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @pages.exception_handler(PageForbidden)
+    async def _forbidden(request: Request, error: PageForbidden) -> HTMLResponse:
+        return render(request, "error.html", {"status": 403, "message": error.message}, 403)
+
+    @pages.exception_handler(DomainError)
+    async def _domain(request: Request, error: DomainError) -> HTMLResponse:
+        status = next(s for cls, s, _ in STATUS if isinstance(error, cls))
+        return render(request, "error.html", {"status": status, "message": error.message}, status)
+
+    app.mount(MOUNT, pages, name="pages")

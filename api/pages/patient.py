@@ -1,0 +1,104 @@
+"""One patient: state and why, regimen, next milestones, alerts, the timeline plot, history,
+and (for clinicians) the order form, which shows a refused order's rule IDs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.pages.session import Form, PatientViewer, Prescriber, base, render
+from api.pages.timeline import timeline_svg
+from engine.domain.errors import DomainError, HardBlock, InvalidInput, UnknownPatient
+from engine.services import pathway_catalogue
+from engine.services import patients as patient_service
+from engine.services.access import Principal
+from engine.services.patient_directory import patient_ref
+from engine.services.patient_timeline import timeline_series
+
+router = APIRouter(prefix="/patients", include_in_schema=False)
+PatientId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+@router.get("/{patient_id}", response_class=HTMLResponse)
+def patient_page(
+    request: Request,
+    principal: PatientViewer,
+    patient_id: PatientId,
+    ordered: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    notice = f"Order placed: {ordered}." if ordered else ""
+    return _page(request, principal, patient_id, notice=notice)
+
+
+@router.post("/{patient_id}/orders")
+def order(request: Request, principal: Prescriber, patient_id: PatientId, form: Form) -> Response:
+    """Order through the pathway's hard blocks; a refusal is shown with its rule IDs."""
+    _visible(request, principal, patient_id)
+    entered = {k: form.get(k, "") for k in ("drug", "mg_per_day", "mg_per_kg_day", "route")}
+    try:
+        patient_service.order_medication(
+            request.app.state.uow_factory(),
+            principal.actor,
+            patient_id,
+            drug=entered["drug"],
+            mg_per_day=_amount(entered["mg_per_day"], "mg/day"),
+            mg_per_kg_day=_amount(entered["mg_per_kg_day"], "mg/kg/day"),
+            route=entered["route"] or "oral",
+        )
+    except HardBlock as refused:
+        refusal = {
+            "block": refused.block_id,
+            "rules": list(refused.rule_ids),
+            "reason": refused.message,
+            "sources": list(refused.sources),
+        }
+        return _page(request, principal, patient_id, refusal=refusal, entered=entered, status=422)
+    except DomainError as problem:
+        return _page(
+            request, principal, patient_id, order_error=problem.message, entered=entered, status=422
+        )
+    return RedirectResponse(
+        f"{base(request)}/patients/{patient_id}?ordered={entered['drug']}", status_code=303
+    )
+
+
+def _page(
+    request: Request, principal: Principal, patient_id: str, status: int = 200, **extra: Any
+) -> HTMLResponse:
+    _visible(request, principal, patient_id)
+    uow = request.app.state.uow_factory
+    status_view = patient_service.patient_status(uow(), principal.actor, patient_id)
+    history = patient_service.patient_history(uow(), principal.actor, patient_id)
+    series = timeline_series(status_view, history, request.app.state.clock.now())
+    pathway = pathway_catalogue.pathway(status_view["pathway"]["key"])
+    context = {
+        "patient": status_view,
+        "history": history,
+        "timeline": timeline_svg(series),
+        "series": series,
+        "drugs": sorted(pathway.drugs),
+        "refusal": None,
+        "order_error": "",
+        "entered": {},
+        "notice": "",
+        **extra,
+    }
+    return render(request, "patient.html", context, status)
+
+
+def _visible(request: Request, principal: Principal, patient_id: str) -> None:
+    """A patient of another site is 'unknown', exactly as in the API."""
+    ref = patient_ref(request.app.state.uow_factory(), patient_id)
+    if principal.site and ref.site != principal.site:
+        raise UnknownPatient(f"no patient with id {patient_id!r}")
+
+
+def _amount(text: str, unit: str) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"the dose in {unit} must be a number") from None

@@ -1,0 +1,170 @@
+"""How a page knows its user: the API token in an HttpOnly cookie, the same roles as the API,
+and a CSRF token on every form.
+
+The login form takes an API token (`aihp token create`, or the one `aihp demo` prints) and
+keeps it in an HttpOnly, SameSite=Strict cookie; every page authenticates it through
+`engine.services.access`, exactly as the API authenticates a bearer token. The CSRF token of
+a form is derived from the session token, so it needs no server-side store, and a page of
+another origin cannot compute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from api import deps
+from engine.services import access
+from engine.services.access import NotAuthenticated, Principal
+
+COOKIE = "aihp_session"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _moment(value: str | datetime | None) -> datetime | None:
+    if not value:
+        return None
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _day(value: str | datetime | None) -> str:
+    moment = _moment(value)
+    return f"{moment:%d %b %Y}" if moment else ""
+
+
+def _stamp(value: str | datetime | None) -> str:
+    moment = _moment(value)
+    if moment is None:
+        return ""
+    return f"{moment.astimezone(UTC) if moment.tzinfo else moment:%d %b %Y %H:%M} UTC"
+
+
+TEMPLATES.env.filters["day"] = _day
+TEMPLATES.env.filters["stamp"] = _stamp
+
+
+class LoginRequired(Exception):
+    """No valid session cookie: the page sends the browser to the login form."""
+
+
+class PageForbidden(Exception):
+    """The user's role may not see or do this (403 page)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _roles(alias: Any) -> tuple[str, ...]:
+    """The roles an API dependency alias (`deps.PatientReader`) admits: one place for each."""
+    return alias.__metadata__[0].dependency.roles
+
+
+#: Who may see patients (queues, patient pages, outbox): the API's patient readers.
+PATIENT_ROLES = _roles(deps.PatientReader)
+#: Who may see the pathway: the API's pathway readers (admins too).
+PATHWAY_ROLES = _roles(deps.PathwayReader)
+#: Who may order medication: the API's clinicians.
+PRESCRIBER_ROLES = _roles(deps.Clinician)
+#: Who may claim, complete and snooze work items.
+QUEUE_WORKER_ROLES = ("coordinator", "clinician")
+
+
+def base(request: Request) -> str:
+    """Where the pages are mounted (`/ui`), for links and redirects."""
+    return request.scope.get("root_path", "")
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token for forms of the session holding `session_token`."""
+    return hashlib.sha256(b"aihp-pages-csrf\0" + session_token.encode()).hexdigest()
+
+
+def page_principal(request: Request) -> Principal:
+    """The user of the session cookie, or LoginRequired."""
+    token = request.cookies.get(COOKIE)
+    try:
+        principal = access.authenticate(request.app.state.uow_factory(), token)
+    except NotAuthenticated:
+        raise LoginRequired() from None
+    request.state.principal_id = principal.user_id  # the access log names the caller by id
+    request.state.principal = principal
+    return principal
+
+
+def allow(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting only users with one of `roles` (a 403 page otherwise)."""
+
+    def check(principal: Annotated[Principal, Depends(page_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise PageForbidden(f"The {principal.role} role cannot use this page.")
+        return principal
+
+    return check
+
+
+PatientViewer = Annotated[Principal, Depends(allow(*PATIENT_ROLES))]
+PathwayViewer = Annotated[Principal, Depends(allow(*PATHWAY_ROLES))]
+QueueWorker = Annotated[Principal, Depends(allow(*QUEUE_WORKER_ROLES))]
+Prescriber = Annotated[Principal, Depends(allow(*PRESCRIBER_ROLES))]
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """The URL-encoded form of a POST, after checking its CSRF token (403 page if wrong)."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    form = dict(parse_qsl(body, keep_blank_values=True))
+    sent = form.pop(CSRF_FIELD, None) or request.headers.get(CSRF_HEADER, "")
+    session = request.cookies.get(COOKIE, "")
+    if not session or not hmac.compare_digest(sent, csrf_token(session)):
+        raise PageForbidden("The form has expired or did not come from this site; reload it.")
+    return {key: value.strip() for key, value in form.items()}
+
+
+Form = Annotated[dict[str, str], Depends(checked_form)]
+
+
+def is_htmx(request: Request) -> bool:
+    """True for a request htmx made (it wants a fragment, not a page)."""
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(
+    request: Request, template: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    """A template with what every page needs: the mount point, the user, the CSRF token."""
+    session = request.cookies.get(COOKIE)
+    now: datetime = request.app.state.clock.now()
+    response = TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "base": base(request),
+            "user": getattr(request.state, "principal", None),
+            "csrf": csrf_token(session) if session else "",
+            "now": now,
+            "may_work_queues": _has(request, QUEUE_WORKER_ROLES),
+            "may_see_patients": _has(request, PATIENT_ROLES),
+            "may_prescribe": _has(request, PRESCRIBER_ROLES),
+            **context,
+        },
+        status_code=status_code,
+    )
+    response.headers["Vary"] = "HX-Request, Cookie"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _has(request: Request, roles: tuple[str, ...]) -> bool:
+    principal = getattr(request.state, "principal", None)
+    return principal is not None and principal.role in roles

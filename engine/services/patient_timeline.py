@@ -1,0 +1,92 @@
+"""A patient's course as series to plot: state bands, steroid dose steps, ALT and IgG as
+multiples of the upper limit of normal, reminders sent and escalations.
+
+Built from the status and history views (no extra read, no extra audit record), with the
+upper limits of normal from the patient's pathway version and site. Drawing is the caller's
+business (the pages draw it as SVG).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from engine.services.catalogue import care_pathway
+
+#: Drugs whose dose steps the timeline draws (the induction and taper steroids).
+STEROIDS = ("prednisolone", "budesonide")
+#: Labs drawn as multiples of their upper limit of normal.
+ULN_LABS = ("ALT", "IgG")
+
+
+def timeline_series(
+    status: dict[str, Any], history: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The plotted series of one patient, every time as a datetime, oldest first."""
+    care = care_pathway(status["pathway"]["key"])
+    moments = [_t(x["at"]) for x in history["transitions"]]
+    moments += [_t(x["taken_at"]) for x in history["labs"]]
+    moments += [_t(x["ordered_at"]) for x in history["orders"]]
+    if status.get("state_since"):
+        moments.append(_t(status["state_since"]))
+    start = min(moments, default=now)
+    return {
+        "start": start,
+        "end": max(now, start),
+        "bands": _bands(status, history, start, now),
+        "doses": [
+            {
+                "drug": o["drug"],
+                "mg_per_day": o["mg_per_day"],
+                "mg_per_kg_day": o["mg_per_kg_day"],
+                "start": _t(o["ordered_at"]),
+                "end": _t(o["ended_at"]) if o["ended_at"] else now,
+            }
+            for o in sorted(history["orders"], key=lambda o: o["ordered_at"])
+            if o["drug"] in STEROIDS
+        ],
+        "labs": {
+            code: [
+                {
+                    "at": _t(lab["taken_at"]),
+                    "value": lab["value"],
+                    "unit": lab["unit"],
+                    "x_uln": lab["value"] / uln,
+                }
+                for lab in history["labs"]
+                if lab["code"] == code and isinstance(lab["value"], int | float)
+            ]
+            for code in ULN_LABS
+            if (uln := care.limits.uln(code, status["site"]))
+        },
+        "reminders_sent": [
+            {"at": _t(r["sent_at"]), "recipient": r["recipient"], "milestone": r["milestone"]}
+            for r in history["reminders"]
+            if r["purpose"] == "notify" and r["status"] == "sent" and r["sent_at"]
+        ],
+        "escalations": [
+            {"at": _t(r["due_at"]), "milestone": r["milestone"], "status": r["status"]}
+            for r in history["reminders"]
+            if r["purpose"] == "escalate" and r["status"] in ("sent", "failed")
+        ],
+    }
+
+
+def _bands(
+    status: dict[str, Any], history: dict[str, Any], start: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """Consecutive (state, start, end) intervals from the recorded transitions."""
+    changes = sorted(history["transitions"], key=lambda t: t["at"])
+    bands: list[dict[str, Any]] = []
+    state, since = (changes[0]["from"] if changes else status["state"]), start
+    for change in changes:
+        at = _t(change["at"])
+        if at > since:
+            bands.append({"state": state, "start": since, "end": at})
+        state, since = change["to"], at
+    bands.append({"state": state, "start": since, "end": max(now, since)})
+    return bands
+
+
+def _t(text: str | datetime) -> datetime:
+    return text if isinstance(text, datetime) else datetime.fromisoformat(text)
