@@ -42,6 +42,11 @@ services:
 		$(APT) update -qq >/dev/null && $(APT) install -y -qq redis-server >/dev/null; \
 	}
 	@command -v redis-server >/dev/null 2>&1 || { echo "services: redis-server still not on PATH" >&2; exit 1; }
+	@test -x /usr/bin/chromium || { \
+		echo "services: installing chromium and chromium-driver with apt-get (browser tests)"; \
+		$(APT) update -qq >/dev/null && $(APT) install -y -qq chromium chromium-driver >/dev/null; \
+	}
+	@test -x /usr/bin/chromium || { echo "services: /usr/bin/chromium still missing" >&2; exit 1; }
 
 lint: venv
 	@cd $(ROOT) && $(RUFF) check .
