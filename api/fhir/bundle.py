@@ -18,7 +18,7 @@ from fastapi import Request
 from api.deps import LabSender, UnitOfWork
 from api.fhir.observation import lab_item
 from api.fhir.outcome import FhirError, operation_outcome, outcome_for_refusal
-from api.fhir.routing import answer, expect_resource, items, new_router, read_resource
+from api.fhir.routing import answer, expect_resource, items, new_router, read_resource, string
 from engine.services import fhir_reads
 from engine.services import patients as service
 
@@ -32,7 +32,7 @@ RESPONSE_TYPE = {"transaction": "transaction-response", "batch": "batch-response
 async def transaction(request: Request, principal: LabSender, uow: UnitOfWork):
     """Record the Observations of a transaction or batch Bundle; one response entry each."""
     bundle = await read_resource(request, "Bundle")
-    if bundle.get("type") not in RESPONSE_TYPE:
+    if string(bundle.get("type")) not in RESPONSE_TYPE:
         raise FhirError("Bundle.type must be transaction or batch", 400, "not-supported")
     entries = items(bundle.get("entry"))
     if len(entries) > MAX_ENTRIES:

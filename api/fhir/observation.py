@@ -22,7 +22,15 @@ from pydantic import ValidationError
 
 from api.deps import LabSender, PatientReader, UnitOfWork
 from api.fhir.outcome import FhirError
-from api.fhir.routing import answer, dicts, new_router, read_resource, reference_id, valid_id
+from api.fhir.routing import (
+    answer,
+    dicts,
+    new_router,
+    read_resource,
+    reference_id,
+    string,
+    valid_id,
+)
 from api.fhir.terminology import LOINC, SNOMED, UCUM
 from api.schemas import LabRequest
 from engine.domain.errors import UnknownPatient
@@ -169,11 +177,11 @@ def _value(resource: dict[str, Any]) -> tuple[Any, str | None]:
             quantity.get("value"), int | float
         ):
             raise FhirError("valueQuantity.value must be a number", 400, "invalid")
-        return quantity["value"], UCUM_TO_ENGINE.get(unit, unit)
+        return quantity["value"], UCUM_TO_ENGINE.get(unit, unit) if string(unit) else unit
     if isinstance(resource.get("valueCodeableConcept"), dict):
         concept = resource["valueCodeableConcept"]
         for coding in dicts(concept.get("coding")):
-            known = ANSWERS.get((coding.get("system"), coding.get("code")))
+            known = ANSWERS.get((string(coding.get("system")), string(coding.get("code"))))
             if known:
                 return known, None
         text = concept.get("text") or next(

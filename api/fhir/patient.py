@@ -36,6 +36,7 @@ from api.fhir.routing import (
     new_router,
     read_resource,
     reference_id,
+    string,
     valid_id,
 )
 from api.fhir.terminology import FACT, PATHWAY_STATE, STATES, UCUM, WEIGHT
@@ -89,16 +90,16 @@ def read(patient_id: str, principal: PatientReader, uow: UnitOfWork):
 def enrolment_from(resource: dict[str, Any]) -> EnrolRequest:
     """The enrolment a Patient resource asks for, validated like the JSON API's."""
     name = first(resource.get("name"))
-    gender = resource.get("gender")
+    gender = string(resource.get("gender"))
     if gender not in GENDER_TO_SEX:
         raise FhirError("gender must be female, male or other (the pathway needs it)", 422)
     weights = [e for e in dicts(resource.get("extension")) if e.get("url") == WEIGHT]
     if not weights or not isinstance(weights[0].get("valueQuantity"), dict):
         raise FhirError(f"the body weight extension ({WEIGHT}) with a valueQuantity is required")
     weight = weights[0]["valueQuantity"]
-    if weight.get("code", weight.get("unit", "kg")) != "kg":
+    if string(weight.get("code", weight.get("unit", "kg"))) != "kg":
         raise FhirError("body weight must be in kg", 422, "value")
-    telecom = {t.get("system"): t.get("value") for t in dicts(resource.get("telecom"))}
+    telecom = {string(t.get("system")): t.get("value") for t in dicts(resource.get("telecom"))}
     fields = {
         "site": reference_id(
             resource.get("managingOrganization"), "Organization", "Patient.managingOrganization"
@@ -135,7 +136,7 @@ def facts_from(resource: dict[str, Any]) -> dict[str, Any]:
     for extension in dicts(resource.get("extension")):
         if extension.get("url") != FACT:
             continue
-        parts = {part.get("url"): part for part in dicts(extension.get("extension"))}
+        parts = {string(part.get("url")): part for part in dicts(extension.get("extension"))}
         name = parts.get("name", {}).get("valueCode")
         value = parts.get("value", {})
         found = [value[k] for k in ("valueBoolean", "valueDecimal", "valueInteger") if k in value]

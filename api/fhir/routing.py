@@ -130,6 +130,11 @@ def dicts(values: Any) -> list[dict[str, Any]]:
     return [v for v in items(values) if isinstance(v, dict)]
 
 
+def string(value: Any) -> str | None:
+    """A FHIR string or code element, or None when it is missing or not a string."""
+    return value if isinstance(value, str) else None
+
+
 def first(values: Any) -> dict[str, Any]:
     """The first complex element of a FHIR list, or {}."""
     found = dicts(values)

@@ -6,6 +6,7 @@ One test drives the facade with a real FHIR client (fhirpy) over HTTP.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -300,6 +301,31 @@ def test_task_search_refuses_an_unknown_status(client, callers, fhir_patient):
     )
 
     assert fhir_body(response, 400)["issue"][0]["code"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/fhir/Patient", b"not json"),
+        ("/fhir/Patient", {**patient(), "gender": ["female"]}),
+        ("/fhir/Observation", {"resourceType": "Patient"}),
+        ("/fhir/Observation", {**quantity("p", ALT, 1, "U/L"), "valueQuantity": {"value": "1"}}),
+        ("/fhir/Observation", {**quantity("p", ALT, 1, "U/L"), "effectiveDateTime": [1]}),
+        ("/fhir", {"resourceType": "Bundle", "type": {"x": 1}}),
+        ("/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": [1, None]}),
+    ],
+    ids=["not-json", "gender-list", "wrong-type", "text-value", "date-list", "type-object", "junk"],
+)
+def test_malformed_input_is_a_4xx_operation_outcome_never_a_500(path, body, client, callers):
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+
+    response = client.post(path, content=content, headers=callers["clinician"])
+
+    answer = fhir_body(response, response.status_code)
+    if answer["resourceType"] == "Bundle":  # a batch answers each entry with its own status
+        assert [e["response"]["status"][0] for e in answer["entry"]] == ["4", "4"]
+    else:
+        assert 400 <= response.status_code < 500 and answer["resourceType"] == "OperationOutcome"
 
 
 # ---- roles and sites -------------------------------------------------------------------------
