@@ -38,6 +38,7 @@ from engine.domain.errors import (
     InvalidInput,
     UnknownCode,
     UnknownPatient,
+    UnknownWorkItem,
 )
 from engine.services.access import NotAuthenticated, UnknownUser
 
@@ -68,6 +69,7 @@ STATUS: list[tuple[type[DomainError], int, str]] = [
     (NotAuthenticated, 401, "Not authenticated"),
     (Forbidden, 403, "Forbidden"),
     (UnknownPatient, 404, "Unknown patient"),
+    (UnknownWorkItem, 404, "Unknown work item"),
     (UnknownUser, 404, "Not found"),
     (NotFound, 404, "Not found"),
     (HardBlock, 422, "Refused by a safety rule"),

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 
 from api import errors, fhir, pages
 from api.lifespan import embedded_dispatch
-from api.routes import audit, pathways, patients, users
+from api.routes import audit, pathways, patients, queues, users
 from api.schemas import Problem
 from engine.bootstrap import unit_of_work_factory
 from engine.clock import Clock, SystemClock
@@ -59,7 +59,14 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.uow_factory = unit_of_work_factory(settings, clock)
-    for router in (patients.router, pathways.router, audit.router, users.router, fhir.router):
+    for router in (
+        patients.router,
+        queues.router,
+        pathways.router,
+        audit.router,
+        users.router,
+        fhir.router,
+    ):
         app.include_router(router)
     errors.install(app)
     pages.install(app)

@@ -398,3 +398,83 @@ class TokenInfo(BaseModel):
 
 class IssuedToken(TokenInfo):
     token: str = Field(description="The bearer token; shown once, stored only as a hash.")
+
+
+# ---- coordinator queues ------------------------------------------------------------------
+
+
+class QueueItem(BaseModel):
+    """A piece of work in a coordinator queue, with the queue it is in now."""
+
+    id: str
+    queue: str
+    kind: str
+    status: str
+    title: str
+    reason: str
+    patient_id: str
+    patient_name: str | None = None
+    external_id: str | None = None
+    patient_state: str | None = None
+    site: str
+    clinician: str
+    due_at: datetime
+    urgent: bool
+    rule_ids: list[str]
+    milestone_kind: str | None = None
+    reminder_id: str | None = None
+    claimed_by: str | None = None
+    snoozed_until: datetime | None = None
+    note: str | None = None
+    version: int
+
+
+class QueueListing(BaseModel):
+    items: list[QueueItem]
+    total: int
+    counts: dict[str, int]
+    offset: int
+    limit: int
+
+
+class QueueItemChange(BaseModel):
+    """The item after a claim, release, completion or snooze."""
+
+    id: str
+    kind: str
+    status: str
+    title: str
+    patient_id: str
+    site: str
+    claimed_by: str | None = None
+    snoozed_until: datetime | None = None
+    note: str | None = None
+    version: int
+
+
+class CompleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field("", max_length=1000)
+    expected_version: int | None = Field(None, ge=0)
+
+
+class SnoozeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    until: AwareDatetime
+    reason: str = Field(min_length=1, max_length=500)
+    expected_version: int | None = Field(None, ge=0)
+
+
+class VersionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expected_version: int | None = Field(None, ge=0)
+
+
+class ReminderAcknowledgement(BaseModel):
+    id: str
+    status: str
+    acknowledged_at: datetime
+    acknowledged_by: str

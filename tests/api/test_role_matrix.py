@@ -36,6 +36,12 @@ MATRIX: dict[tuple[str, str], set[str]] = {
     ("GET", "/pathways/{key}"): READERS | {"admin"},
     ("GET", "/pathways/{key}/diagram"): READERS | {"admin"},
     ("GET", "/audit"): {"auditor"},
+    ("GET", "/queues"): {"coordinator", "clinician"},
+    ("POST", "/queues/items/{item_id}/claim"): {"coordinator"},
+    ("POST", "/queues/items/{item_id}/release"): {"coordinator"},
+    ("POST", "/queues/items/{item_id}/complete"): {"coordinator"},
+    ("POST", "/queues/items/{item_id}/snooze"): {"coordinator"},
+    ("POST", "/reminders/{reminder_id}/acknowledge"): {"coordinator", "clinician"},
     ("GET", "/users/me"): EVERYONE,
     ("GET", "/users"): {"admin"},
     ("POST", "/users"): {"admin"},
@@ -56,7 +62,27 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/patients/{patient_id}/events"): {"kind": "elastography", "data": {"kpa": 8}},
     ("POST", "/patients/{patient_id}/orders"): {"drug": "prednisolone", "mg_per_day": 30},
     ("POST", "/users/{user_id}/tokens"): {"days": 7},
+    ("POST", "/queues/items/{item_id}/complete"): {"note": "phoned the lab"},
+    ("POST", "/queues/items/{item_id}/snooze"): {
+        "until": "2099-01-01T09:00:00+00:00",
+        "reason": "patient away",
+    },
 }
+
+
+def work_item_of(patient_id: str, uow_factory) -> dict[str, Any]:
+    """A coordinator item (and its reminder) for the patient: the screening reminders are due
+    at enrolment, so one in-process dispatch round puts them in the queue."""
+    import tempfile
+
+    from engine.adapters.mail import MaildirOutbox
+    from engine.services.coordinator_queue import coordinator_queue
+    from engine.services.dispatch import dispatch_due_reminders
+    from engine.services.reminders import DeliveryPolicy
+
+    dispatch_due_reminders(uow_factory, MaildirOutbox(tempfile.mkdtemp()), DeliveryPolicy())
+    items = coordinator_queue(uow_factory(), "test", limit=200)["items"]
+    return next(i for i in items if i["patient_id"] == patient_id)
 
 
 def flat_routes(app) -> list[tuple[bool, str, set[str]]]:
@@ -90,11 +116,18 @@ def request_for(route: tuple[str, str], patient_id: str, callers, uow_factory, n
 
     method, path = route
     token = access.issue_token(uow_factory(), "test", callers.users["auditor"]["id"])
+    item = (
+        work_item_of(patient_id, uow_factory)
+        if "{item_id}" in path or "{reminder_id}" in path
+        else {}
+    )
     url = path.format(
         patient_id=patient_id,
         key="aih",
         user_id=callers.users["auditor"]["id"],
         token_id=token["id"],
+        item_id=item.get("id"),
+        reminder_id=item.get("reminder_id"),
     )
     body = BODIES.get(route)
     if route == ("POST", "/users"):
@@ -132,7 +165,14 @@ def test_every_route_refuses_a_caller_without_a_valid_token(who, app, client, ca
         "expired": callers["expired"],
     }[who]
     for method, path in sorted(api_routes(app)):
-        url = path.format(patient_id=patient_id, key="aih", user_id="u", token_id="t")
+        url = path.format(
+            patient_id=patient_id,
+            key="aih",
+            user_id="u",
+            token_id="t",
+            item_id="i",
+            reminder_id="r",
+        )
         response = client.request(method, url, json=BODIES.get((method, path)), headers=headers)
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["www-authenticate"] == "Bearer"
