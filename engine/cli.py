@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from engine.bootstrap import unit_of_work_factory
+from engine.cli_common import Actor, actor_default, err, out, run_service
 from engine.config import get_settings
-from engine.domain.errors import DomainError, HardBlock
+from engine.domain.errors import DomainError
 from engine.services import patients as service
 
 app = typer.Typer(
@@ -30,33 +29,6 @@ user_app = typer.Typer(no_args_is_help=True, help="API users (one role each, opt
 token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens.")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
-out = Console()
-err = Console(stderr=True)
-
-Actor = Annotated[str, typer.Option(help="Who is acting (recorded in the audit log).")]
-
-
-def _actor_default() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "cli"
-
-
-def _run(call, *args: Any, **kwargs: Any) -> None:
-    """Call a service, print its JSON answer, or exit 2 with the domain error's reason."""
-    try:
-        result = call(unit_of_work_factory()(), *args, **kwargs)
-    except HardBlock as refused:
-        err.print(f"[bold red]refused[/] {refused.message}")
-        raise typer.Exit(3) from None
-    except DomainError as problem:
-        err.print(f"[bold red]error[/] ({problem.code}) {problem.message}")
-        raise typer.Exit(2) from None
-    except Exception as problem:  # a bug or an outage: a message and exit 1, never a traceback
-        err.print(f"[bold red]failed[/] {type(problem).__name__}; see the service log")
-        raise typer.Exit(1) from None
-    out.print_json(json.dumps(result, default=str))
 
 
 def _pairs(items: list[str]) -> dict[str, Any]:
@@ -119,9 +91,9 @@ def enrol(
     actor: Actor = "",
 ) -> None:
     """Enrol a patient on the AIH pathway."""
-    _run(
+    run_service(
         service.enrol_patient,
-        actor or _actor_default(),
+        actor or actor_default(),
         site=site,
         clinician=clinician,
         birth_date=birth_date,
@@ -143,9 +115,9 @@ def lab(
     actor: Actor = "",
 ) -> None:
     """Record a lab result (code: ALT or LOINC 1742-6; value in `unit`)."""
-    _run(
+    run_service(
         service.record_lab_result,
-        actor or _actor_default(),
+        actor or actor_default(),
         patient_id,
         code=code,
         value=value,
@@ -163,9 +135,9 @@ def event(
     actor: Actor = "",
 ) -> None:
     """Record a clinical event (intolerance, pregnancy, decompensation, biopsy_resulted...)."""
-    _run(
+    run_service(
         service.record_clinical_event,
-        actor or _actor_default(),
+        actor or actor_default(),
         patient_id,
         kind=kind,
         data=_pairs(data),
@@ -183,9 +155,9 @@ def order(
     actor: Actor = "",
 ) -> None:
     """Order a medication through the pathway's hard blocks."""
-    _run(
+    run_service(
         service.order_medication,
-        actor or _actor_default(),
+        actor or actor_default(),
         patient_id,
         drug=drug,
         mg_per_day=mg_per_day,
@@ -197,13 +169,13 @@ def order(
 @app.command()
 def status(patient_id: str, actor: Actor = "") -> None:
     """Where the patient is, what is due, and why."""
-    _run(service.patient_status, actor or _actor_default(), patient_id)
+    run_service(service.patient_status, actor or actor_default(), patient_id)
 
 
 @app.command()
 def history(patient_id: str, actor: Actor = "") -> None:
     """Transitions, labs, events, orders, milestones and refusals."""
-    _run(service.patient_history, actor or _actor_default(), patient_id)
+    run_service(service.patient_history, actor or actor_default(), patient_id)
 
 
 @app.command("what-if")
@@ -214,7 +186,7 @@ def what_if(
     actor: Actor = "",
 ) -> None:
     """Evaluate a hypothetical lab, event or order; nothing is written."""
-    _run(service.what_if, actor or _actor_default(), patient_id, kind=kind, **_pairs(given))
+    run_service(service.what_if, actor or actor_default(), patient_id, kind=kind, **_pairs(given))
 
 
 # ---- HTTP API: users, tokens, server ---------------------------------------------------------
@@ -230,7 +202,7 @@ def user_add(
     """Create an API user."""
     from engine.services import access
 
-    _run(access.create_user, actor or _actor_default(), name=name, role=role, site=site)
+    run_service(access.create_user, actor or actor_default(), name=name, role=role, site=site)
 
 
 @token_app.command("create")
@@ -242,7 +214,7 @@ def token_create(
     """Issue a bearer token for a user; it is printed once and stored only as a hash."""
     from engine.services import access
 
-    _run(access.issue_token, actor or _actor_default(), user, days=days)
+    run_service(access.issue_token, actor or actor_default(), user, days=days)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from engine.bootstrap import unit_of_work_factory
-from engine.cli import Actor, _actor_default, _run, err, out
+from engine.cli_common import Actor, actor_default, err, out, run_service
 from engine.config import get_settings
 from engine.services import care_team, coordinator_queue
 
@@ -32,9 +32,9 @@ def clinician_add(
     actor: Actor = "",
 ) -> None:
     """Add or update a clinician (the id patients are enrolled under) and their email."""
-    _run(
+    run_service(
         care_team.register_clinician,
-        actor or _actor_default(),
+        actor or actor_default(),
         clinician_id,
         name=name,
         email=email or None,
@@ -53,9 +53,9 @@ def queue_list(
     actor: Actor = "",
 ) -> None:
     """List live work items (with counts per queue)."""
-    _run(
+    run_service(
         coordinator_queue.coordinator_queue,
-        actor or _actor_default(),
+        actor or actor_default(),
         queue=queue or None,
         site=site or None,
         clinician=clinician or None,
@@ -68,19 +68,19 @@ def queue_list(
 @queue_app.command("claim")
 def queue_claim(item_id: str, actor: Actor = "") -> None:
     """Take an item."""
-    _run(coordinator_queue.claim_item, actor or _actor_default(), item_id)
+    run_service(coordinator_queue.claim_item, actor or actor_default(), item_id)
 
 
 @queue_app.command("release")
 def queue_release(item_id: str, actor: Actor = "") -> None:
     """Give an item back."""
-    _run(coordinator_queue.release_item, actor or _actor_default(), item_id)
+    run_service(coordinator_queue.release_item, actor or actor_default(), item_id)
 
 
 @queue_app.command("complete")
 def queue_complete(item_id: str, note: str = "", actor: Actor = "") -> None:
     """Mark an item handled."""
-    _run(coordinator_queue.complete_item, actor or _actor_default(), item_id, note=note)
+    run_service(coordinator_queue.complete_item, actor or actor_default(), item_id, note=note)
 
 
 @queue_app.command("snooze")
@@ -96,9 +96,9 @@ def queue_snooze(
     except ValueError:
         err.print(f"[bold red]error[/] --until {until!r} is not an ISO date-time")
         raise typer.Exit(2) from None
-    _run(
+    run_service(
         coordinator_queue.snooze_item,
-        actor or _actor_default(),
+        actor or actor_default(),
         item_id,
         until=moment,
         reason=reason,
