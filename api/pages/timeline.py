@@ -248,7 +248,7 @@ def _marks(svg: ET.Element, sent: list[dict[str, Any]], escalations: list[dict[s
 
 def _axis(svg: ET.Element, start: datetime, end: datetime, x) -> None:
     months = max(1, round((end - start).days / 30.44))
-    step = 1 if months <= 8 else 3 if months <= 30 else 6
+    step = 1 if months <= 12 else 3 if months <= 36 else 6
     tick = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     while tick <= end:
         if tick >= start:
