@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import Settings
 from tests.chaos.conftest import ChaosClinic, Seeded, TimedSink, wait_until
-from tests.support.celery_cluster import CeleryCluster
+from tests.support.celery_cluster import CeleryCluster, CeleryProcess
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres]
 
@@ -48,6 +48,21 @@ def wait_for_delivery(seeded: Seeded, sink: TimedSink, clinic: ChaosClinic, clus
 
 def duplicates(sink: TimedSink) -> dict[str, int]:
     return {mid: n for mid, n in sink.count_by_message_id().items() if n > 1}
+
+
+def held_from(worker: CeleryProcess, cluster: CeleryCluster, sink: TimedSink) -> set[str]:
+    """Message-IDs of the worker's emails the sink holds (received, not yet answered 250)."""
+    sender = cluster.sender_of(worker.name)
+    return {mid for mid, s in sink.receiving() if s == sender}
+
+
+def wait_until_sending(worker: CeleryProcess, cluster: CeleryCluster, sink: TimedSink) -> None:
+    wait_until(
+        lambda: held_from(worker, cluster, sink),
+        30,
+        lambda: f"{worker.name} never started sending\n{cluster.logs()}",
+        step=0.02,
+    )
 
 
 def assert_each_expected_email_arrived(seeded: Seeded, sink: TimedSink) -> None:
@@ -90,28 +105,24 @@ def test_sigkilled_workers_lose_no_reminder_and_repeat_at_most_the_killed_in_fli
     workers = [cluster.add_worker("w1"), cluster.add_worker("w2")]
     cluster.start_beat()
     seed = int(os.environ.get("CHAOS_SEED") or random.randrange(1 << 30))
+    print(f"kill points from CHAOS_SEED={seed}")
     rng = random.Random(seed)
     killed_while_held: set[str] = set()
     kills = 0
     for _ in range(3):
         victim = rng.choice(workers)
-        sender = cluster.sender_of(victim.name)
-        wait_until(
-            lambda: any(s == sender for _, s in sink.receiving()),  # noqa: B023
-            30,
-            lambda: f"{victim.name} never started sending (seed {seed})\n{cluster.logs()}",  # noqa: B023
-        )
+        wait_until_sending(victim, cluster, sink)
         time.sleep(rng.uniform(0, sink.delay_seconds * 1.5))  # a random point of the delivery
         victim.kill()
         kills += 1
-        killed_while_held |= {mid for mid, s in sink.receiving() if s == sender}
+        killed_while_held |= held_from(victim, cluster, sink)
         victim.start()
 
     wait_for_delivery(seeded, sink, clinic, cluster)
 
     repeated = duplicates(sink)
     print(
-        f"seed {seed}: {kills} kills, {len(killed_while_held)} held by the sink at a kill, "
+        f"{kills} kills, {len(killed_while_held)} held by the sink at a kill, "
         f"{sum(repeated.values()) - len(repeated)} duplicate emails"
     )
     assert_each_expected_email_arrived(seeded, sink)
@@ -128,16 +139,11 @@ def test_reminder_held_by_a_killed_worker_is_sent_again_within_a_minute(
     seeded = clinic.due(clinic.enrol_on_prednisolone(2))
     doomed, survivor = cluster.add_worker("doomed"), cluster.add_worker("survivor")
     cluster.start_beat()
-    sender = cluster.sender_of(doomed.name)
-    wait_until(
-        lambda: any(s == sender for _, s in sink.receiving()),
-        30,
-        lambda: f"the doomed worker never started sending\n{cluster.logs()}",
-    )
+    wait_until_sending(doomed, cluster, sink)
     doomed.kill()
     killed_at = time.monotonic()
     sink.delay_seconds = 0.05
-    (lost,) = [mid for mid, s in sink.receiving() if s == sender]
+    (lost,) = held_from(doomed, cluster, sink)
 
     resent = wait_until(
         lambda: sink.arrival_times(lost)[1:],
