@@ -144,12 +144,6 @@ class ChaosClinic:
             found.setdefault(row.reminder_id, []).append(dict(row._mapping))
         return found
 
-    def sending(self) -> list[str]:
-        """Ids of the reminders a worker is delivering right now."""
-        with self.engine.connect() as conn:
-            query = select(reminders.c.id).where(reminders.c.status == "sending")
-            return list(conn.execute(query).scalars())
-
     def close(self) -> None:
         self.engine.dispose()
 
