@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -1104,6 +1105,7 @@ def main(options: Options) -> int:
         if redis_server is not None:
             redis_server.close()
         server.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     footer(run)
     return 0
 
