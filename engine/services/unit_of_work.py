@@ -8,12 +8,10 @@ match the pathway), and turns a lost optimistic-locking race (or SQLite's writer
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, get_history
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine.adapters.reminder_store import SqlReminderStore
@@ -53,7 +51,7 @@ class SqlAlchemyUnitOfWork:
             if patient.audit and patient in self.session and not _is_new(self.session, patient):
                 flag_modified(patient, "updated_at")  # every change bumps and checks the version
         try:
-            opened, closed = _milestone_changes(self.session, self.patients.seen.values())
+            opened, closed = _milestone_changes(self.session, self.patients.seen)
             self.session.flush()
             if opened or closed:
                 now = self.clock.now()
@@ -94,19 +92,20 @@ def _is_new(session: Session, patient: object) -> bool:
 
 
 def _milestone_changes(
-    session: Session, patients: Iterable[Patient]
+    session: Session, patients: dict[str, Patient]
 ) -> tuple[list[tuple[Patient, Milestone]], list[str]]:
-    """Milestones opened (new and pending) and closed (status changed) in this unit of work."""
-    opened: list[tuple[Patient, Milestone]] = []
-    closed: list[str] = []
-    for patient in patients:
-        if patient not in session:
-            continue
-        for milestone in patient.milestones:
-            state = inspect(milestone)
-            if state.transient or state.pending:
-                if milestone.is_open:
-                    opened.append((patient, milestone))
-            elif not milestone.is_open and state.attrs.status.history.has_changes():
-                closed.append(milestone.id)
+    """Milestones opened (new and pending) and closed (status changed) in this unit of work.
+
+    Only the session's new and dirty objects are looked at, not every loaded milestone.
+    """
+    opened = [
+        (patients[m.patient_id], m)
+        for m in session.new
+        if isinstance(m, Milestone) and m.is_open and m.patient_id in patients
+    ]
+    closed = [
+        m.id
+        for m in session.dirty
+        if isinstance(m, Milestone) and not m.is_open and get_history(m, "status").has_changes()
+    ]
     return opened, closed
