@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     delivery_retry_base_seconds: float = 30.0
     delivery_retry_cap_seconds: float = 3600.0
     dispatch_batch_size: int = 500
+    dispatch_max_queued: int = 2000
     review_interval_seconds: float = 300.0
 
 

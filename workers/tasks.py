@@ -13,15 +13,36 @@ from workers.celery_app import app
 
 @app.task(name="workers.tasks.dispatch_due_reminders")
 def dispatch_due_reminders() -> int:
-    """Beat: lease the reminders due now and queue one delivery task each."""
-    batch, queued = get_settings().dispatch_batch_size, 0
-    while True:
+    """Beat: lease the reminders due now and queue one delivery task each.
+
+    At most `dispatch_max_queued` deliveries wait in the broker: claiming a backlog the workers
+    cannot drain within the lease would only see the leases expire and be claimed again.
+    """
+    settings = get_settings()
+    room = settings.dispatch_max_queued - _deliveries_waiting()
+    queued = 0
+    while room > 0:
+        batch = min(settings.dispatch_batch_size, room)
         claimed = claim_due_reminders(runtime.uow_factory()(), runtime.policy(), batch)
         for reminder_id, token in claimed:
             deliver_reminder_task.delay(reminder_id, token)
         queued += len(claimed)
+        room -= len(claimed)
         if len(claimed) < batch:
-            return queued
+            break
+    return queued
+
+
+def _deliveries_waiting() -> int:
+    """Messages waiting in the default queue (0 if the broker cannot say)."""
+    try:
+        with app.connection_for_read() as connection:
+            declared = connection.default_channel.queue_declare(
+                queue=app.conf.task_default_queue, passive=True
+            )
+        return int(declared.message_count)
+    except Exception:  # an unknown depth must not stop dispatch; the lease bounds the waste
+        return 0
 
 
 @app.task(
