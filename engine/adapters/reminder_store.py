@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from engine.adapters.orm import patients
@@ -46,21 +46,8 @@ class SqlReminderStore:
             .values(status="cancelled", last_error=why, next_attempt_at=now)
             .execution_options(synchronize_session=False)
         )
-        self.session.execute(
-            update(coordinator_items)
-            .where(
-                coordinator_items.c.milestone_row_id.in_(milestone_row_ids),
-                coordinator_items.c.status.in_(("open", "claimed", "snoozed")),
-            )
-            .values(
-                status="closed",
-                closed_at=now,
-                closed_by="system",
-                note=why,
-                updated_at=now,
-                version=coordinator_items.c.version + 1,
-            )
-            .execution_options(synchronize_session=False)
+        self._close_items(
+            coordinator_items.c.milestone_row_id.in_(milestone_row_ids), now=now, why=why
         )
 
     # ---- dispatching ---------------------------------------------------------------------
@@ -141,13 +128,18 @@ class SqlReminderStore:
 
     def supersede_items(self, milestone_row_id: str, now: datetime, why: str) -> None:
         """Close the live 'due' items of a milestone that has just escalated."""
+        self._close_items(
+            coordinator_items.c.milestone_row_id == milestone_row_id,
+            coordinator_items.c.kind == "due",
+            now=now,
+            why=why,
+        )
+
+    def _close_items(self, *where: Any, now: datetime, why: str) -> None:
+        """Close the live items matching `where`, noting why (the system did it)."""
         self.session.execute(
             update(coordinator_items)
-            .where(
-                coordinator_items.c.milestone_row_id == milestone_row_id,
-                coordinator_items.c.kind == "due",
-                coordinator_items.c.status.in_(("open", "claimed", "snoozed")),
-            )
+            .where(*where, coordinator_items.c.status.in_(("open", "claimed", "snoozed")))
             .values(
                 status="closed",
                 closed_at=now,
@@ -207,8 +199,3 @@ class SqlReminderStore:
             select(reminders.c.status, func.count()).group_by(reminders.c.status)
         )
         return {status: n for status, n in rows}
-
-    def live_item(self, item_id: str) -> CoordinatorItem | None:
-        return self.session.scalar(
-            select(CoordinatorItem).where(and_(coordinator_items.c.id == item_id))
-        )
