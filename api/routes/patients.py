@@ -137,21 +137,7 @@ def record_lab(
     uow: UnitOfWork,
     once: Idempotent,
 ) -> Response:
-    version = expected_version(patient, if_match, body.expected_version)
-    return once(
-        lambda: service.record_lab_result(
-            uow(),
-            principal.actor,
-            patient.id,
-            code=body.code,
-            value=body.value,
-            unit=body.unit,
-            taken_at=body.taken_at,
-            source=body.source,
-            expected_version=version,
-        ),
-        schemas.Outcome,
-    )
+    return _record(service.record_lab_result, body, principal, patient, if_match, uow, once)
 
 
 @router.post(
@@ -168,19 +154,7 @@ def record_event(
     uow: UnitOfWork,
     once: Idempotent,
 ) -> Response:
-    version = expected_version(patient, if_match, body.expected_version)
-    return once(
-        lambda: service.record_clinical_event(
-            uow(),
-            principal.actor,
-            patient.id,
-            kind=body.kind,
-            occurred_at=body.occurred_at,
-            data=body.data,
-            expected_version=version,
-        ),
-        schemas.Outcome,
-    )
+    return _record(service.record_clinical_event, body, principal, patient, if_match, uow, once)
 
 
 @router.post(
@@ -197,18 +171,13 @@ def order(
     uow: UnitOfWork,
     once: Idempotent,
 ) -> Response:
+    return _record(service.order_medication, body, principal, patient, if_match, uow, once)
+
+
+def _record(use_case, body, principal, patient, if_match, uow, once) -> Response:
+    """Run a clinical-input use case once (Idempotency-Key) at the version the caller saw; the
+    request's fields are the use case's keyword arguments."""
     version = expected_version(patient, if_match, body.expected_version)
-    return once(
-        lambda: service.order_medication(
-            uow(),
-            principal.actor,
-            patient.id,
-            drug=body.drug,
-            mg_per_day=body.mg_per_day,
-            mg_per_kg_day=body.mg_per_kg_day,
-            route=body.route,
-            ordered_at=body.ordered_at,
-            expected_version=version,
-        ),
-        schemas.Outcome,
-    )
+    fields = {name: getattr(body, name) for name in type(body).model_fields}
+    fields["expected_version"] = version
+    return once(lambda: use_case(uow(), principal.actor, patient.id, **fields), schemas.Outcome)
