@@ -147,6 +147,7 @@ class MaildirOutbox:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # var/ on a fresh clone
         self.maildir = mailbox.Maildir(self.path, create=True)
 
     @staticmethod

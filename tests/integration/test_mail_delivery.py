@@ -204,3 +204,11 @@ def _lines(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_outbox_creates_its_folders_on_a_fresh_checkout(tmp_path):
+    from engine.adapters.mail import MaildirOutbox
+
+    outbox = MaildirOutbox(tmp_path / "var" / "outbox")
+    assert (tmp_path / "var" / "outbox" / "new").is_dir()
+    outbox.close()
