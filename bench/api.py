@@ -25,9 +25,15 @@ Seeding (not timed): 250 template patients are built through the domain (`CarePa
 a quarter in screening, a quarter screened, half on prednisolone, some with months of ALT/AST
 follow-up; they are written with Core, then cloned in SQL (`INSERT ... SELECT` against a
 series table) to the target count with new ids, sites and clinicians (6 clinicians over 4
-sites). Coordinator items are bulk-inserted: 3% of patients have 1-2 live items (open,
-claimed, snoozed; due, escalation, failed delivery; due from 30 days ago to next week) and 8%
-have a closed one (history the partial index leaves out). Then ANALYZE.
+sites). On PostgreSQL only a quarter of the patients get the cloned clinical records (seeding
+time on a shared 2-core box); every patient has its row, site and clinician, and status is
+read on patients with records. Coordinator items are bulk-inserted: 3% of patients have 1-2
+live items (open, claimed, snoozed; due, escalation, failed delivery; due from 30 days ago to
+next week) and 8% have a closed one (history the partial index leaves out). Then ANALYZE.
+
+On PostgreSQL the run ends with EXPLAIN ANALYZE of the listing's two statements and, measured
+on the same data, two bench-only candidate fixes beside the floor: the count query without the
+join on patients, and an index in the page's sort order (the app is not changed).
 
 Run: `python -m bench api [--quick]`, or `python -m bench.api [--quick]
 [--sqlite-patients N] [--postgres-patients N]`.
@@ -705,8 +711,11 @@ def candidate_fixes(
 
     1. the count query without the join on patients (only the state filter needs it; every
        item has a patient, by its foreign key);
-    2. a partial index in the page's sort order, (site, urgent DESC, due_at, id) over live
-       items, so the first page is read in order instead of sorting every live item.
+    2. an index in the page's sort order, (site, urgent DESC, due_at, id), so the first page
+       is read in order (50 rows) instead of sorting every live item of the site. Not partial:
+       PostgreSQL does not prove the listing's `status IN (open, claimed) OR (status = snoozed
+       AND ...)` implies a `status IN (open, claimed, snoozed)` predicate for an ordered scan,
+       so a partial index is used only for the bitmap scan, never in order.
     Measured on the same data after the app's figures; the app itself is not changed.
     """
     what = "queue: all live, page 1"
@@ -737,10 +746,7 @@ def candidate_fixes(
     ]
     with engine.begin() as conn:
         conn.execute(
-            text(
-                f"CREATE INDEX {FIX_INDEX} ON coordinator_items (site, urgent DESC, due_at, id) "
-                "WHERE status IN ('open', 'claimed', 'snoozed')"
-            )
+            text(f"CREATE INDEX {FIX_INDEX} ON coordinator_items (site, urgent DESC, due_at, id)")
         )
         conn.execute(text("ANALYZE coordinator_items"))
     cases = {
@@ -831,11 +837,18 @@ def report(figures: list[Figure]) -> None:
             len(f.samples),
             fmt_ns(f.p(50)),
             fmt_ns(f.p(95)),
-            fmt_ratio(f.p(50), base.p(50)) if base else "",
-            fmt_ratio(f.p(95), base.p(95)) if base else "",
+            _ratio(f.p(50), base.p(50)) if base else "",
+            _ratio(f.p(95), base.p(95)) if base else "",
             mark,
         )
     table.print()
+
+
+def _ratio(value: float, floor: float) -> str:
+    """`fmt_ratio`, with two decimals below 0.1x (a fix far under its floor)."""
+    if value and floor and value / floor < 0.1:
+        return f"{value / floor:.2f}x"
+    return fmt_ratio(value, floor)
 
 
 def verdicts(figures: list[Figure]) -> None:
