@@ -906,6 +906,10 @@ def main(options: Options) -> int:
     section("Results")
     report(figures)
     verdicts(figures)
+    note(
+        "this process only sends requests and replays SQL: most of the work runs in the uvicorn "
+        "process and the database server, so a low CPU share below is expected"
+    )
     footer(run)
     return 0
 
