@@ -73,6 +73,7 @@ from bench.common import (
     footer,
     note,
     percentile,
+    postgres_server,
     section,
 )
 from bench.ingest import SCREENING, insert_patients
@@ -892,7 +893,7 @@ def main(options: Options) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
     section("PostgreSQL (private server: fsync=off, synchronous_commit=off)")
-    server = _postgres()
+    server = postgres_server()
     if server is not None:
         try:
             url = server.create_database(f"bench_api_{os.getpid()}")
@@ -912,20 +913,6 @@ def main(options: Options) -> int:
     )
     footer(run)
     return 0
-
-
-def _postgres() -> Any:
-    """A PostgreSQL server from the test support (private, or AIHP_TEST_POSTGRES_URL), or None."""
-    try:
-        from tests.support.services import PostgresServer, ServiceError
-    except ImportError as problem:
-        note(f"PostgreSQL skipped: {problem}")
-        return None
-    try:
-        return PostgresServer.from_env()
-    except ServiceError as problem:
-        note(f"PostgreSQL skipped: {problem}")
-        return None
 
 
 def _cli(argv: list[str] | None = None) -> None:

@@ -465,3 +465,17 @@ class Table:
 
     def print(self) -> None:
         print(self.render(), flush=True)
+
+
+def postgres_server() -> Any:
+    """A PostgreSQL server from the test support (private, or AIHP_TEST_POSTGRES_URL), or None."""
+    try:
+        from tests.support.services import PostgresServer, ServiceError
+    except ImportError as problem:  # the test support package is not importable here
+        note(f"PostgreSQL skipped: {problem}")
+        return None
+    try:
+        return PostgresServer.from_env()
+    except ServiceError as problem:
+        note(f"PostgreSQL skipped: {problem}")
+        return None

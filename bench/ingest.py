@@ -56,6 +56,7 @@ from bench.common import (
     footer,
     note,
     percentile,
+    postgres_server,
     section,
 )
 from engine.adapters.database import create_schema, make_engine, session_factory
@@ -680,7 +681,7 @@ def main(options: Options) -> int:
 
     section("PostgreSQL (private server: fsync=off, synchronous_commit=off)")
     concurrency: list[Concurrency] = []
-    server = _postgres()
+    server = postgres_server()
     if server is not None:
         try:
             url = server.create_database(f"bench_ingest_{os.getpid()}")
@@ -707,20 +708,6 @@ def main(options: Options) -> int:
         report_concurrency(concurrency)
     footer(run)
     return 0
-
-
-def _postgres() -> Any:
-    """A PostgreSQL server from the test support (private, or AIHP_TEST_POSTGRES_URL), or None."""
-    try:
-        from tests.support.services import PostgresServer, ServiceError
-    except ImportError as problem:  # the test support package is not importable here
-        note(f"PostgreSQL skipped: {problem}")
-        return None
-    try:
-        return PostgresServer.from_env()
-    except ServiceError as problem:
-        note(f"PostgreSQL skipped: {problem}")
-        return None
 
 
 def _cli(argv: list[str] | None = None) -> None:
