@@ -1,5 +1,6 @@
 """Shared dependencies as `Annotated[..., Depends(...)]` aliases: settings, clock, units of work,
-the authenticated principal, role checks, site scoping, If-Match and Idempotency-Key.
+the authenticated principal, the access policy's checks (one alias per action, site scoping of a
+patient), If-Match and Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Request
@@ -16,13 +18,13 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from api.errors import Forbidden, PreconditionFailed
+from api.errors import PreconditionFailed
 from engine.bootstrap import UnitOfWorkFactory
 from engine.clock import Clock
 from engine.config import Settings
 from engine.domain.errors import InvalidInput, UnknownPatient
-from engine.services import access, idempotency
-from engine.services.access import Principal
+from engine.services import access, access_policy, idempotency
+from engine.services.access_policy import Principal, Resource
 from engine.services.patient_directory import PatientRef, patient_ref
 
 
@@ -77,49 +79,77 @@ def get_principal(
     """The caller, from `Authorization: Bearer <token>`; 401 if missing, unknown or revoked."""
     principal = access.authenticate(uow(), credentials.credentials if credentials else None)
     request.state.principal_id = principal.user_id  # the access log names the caller by id
+    request.state.principal = principal
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require(*roles: str) -> Callable[[Principal], Principal]:
-    """A dependency admitting only callers with one of `roles` (403 otherwise)."""
+def permit(action: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting only callers the access policy allows to take `action` (403
+    otherwise). The route's action is kept on the dependency, so tests read it from the app."""
 
     def check(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in roles:
-            raise Forbidden(f"the {principal.role} role may not do this")
-        return principal
+        return access_policy.enforce(principal, action)
 
-    check.roles = roles  # type: ignore[attr-defined]
+    check.action = action  # type: ignore[attr-defined]
     return check
 
 
-PatientReader = Annotated[Principal, Depends(require("clinician", "coordinator", "auditor"))]
-Clinician = Annotated[Principal, Depends(require("clinician"))]
-LabSender = Annotated[Principal, Depends(require("clinician", "lab-interface"))]
-Auditor = Annotated[Principal, Depends(require("auditor"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
-PathwayReader = Annotated[
-    Principal, Depends(require("clinician", "coordinator", "auditor", "admin"))
-]
+def route_action(dependant: Any) -> str | None:
+    """The policy action a route's dependencies ask for (None: the route needs no action)."""
+    for sub in dependant.dependencies:
+        found = getattr(sub.call, "action", None) or route_action(sub)
+        if found:
+            return found
+    return None
+
+
+PatientReader = Annotated[Principal, Depends(permit("patient.read"))]
+Enroller = Annotated[Principal, Depends(permit("patient.enrol"))]
+WhatIfAsker = Annotated[Principal, Depends(permit("patient.what_if"))]
+CarePlanner = Annotated[Principal, Depends(permit("care_plan.apply"))]
+LabSender = Annotated[Principal, Depends(permit("lab.record"))]
+EventRecorder = Annotated[Principal, Depends(permit("event.record"))]
+Prescriber = Annotated[Principal, Depends(permit("order.place"))]
+PathwayReader = Annotated[Principal, Depends(permit("pathway.read"))]
+QueueReader = Annotated[Principal, Depends(permit("queue.read"))]
+QueueWorker = Annotated[Principal, Depends(permit("queue.work"))]
+QueueTakeOver = Annotated[Principal, Depends(permit("queue.take_over"))]
+Acknowledger = Annotated[Principal, Depends(permit("reminder.acknowledge"))]
+AuditReader = Annotated[Principal, Depends(permit("audit.read"))]
+Me = Annotated[Principal, Depends(permit("user.self"))]
+UserLister = Annotated[Principal, Depends(permit("user.list"))]
+UserCreator = Annotated[Principal, Depends(permit("user.create"))]
+TokenIssuer = Annotated[Principal, Depends(permit("token.issue"))]
+TokenRevoker = Annotated[Principal, Depends(permit("token.revoke"))]
 
 PatientId = Annotated[str, Path(min_length=1, max_length=64, description="Patient id")]
 
 
-def get_patient(patient_id: PatientId, principal: CurrentPrincipal, uow: UnitOfWork) -> PatientRef:
-    """The patient, if the caller may see them: a caller with a site sees only that site.
-
-    A patient of another site is answered 404, exactly like an unknown id, so the answer does
-    not disclose that the patient exists.
-    """
+def scoped_patient(
+    uow: UnitOfWorkFactory, principal: Principal, action: str, patient_id: str
+) -> PatientRef:
+    """The patient, if the policy lets the caller take `action` on them. A patient of another
+    site is answered 404, exactly like an unknown id, so the answer does not disclose that the
+    patient exists."""
     ref = patient_ref(uow(), patient_id)
-    if principal.site and ref.site != principal.site:
-        raise UnknownPatient(f"no patient with id {patient_id!r}")
+    missing = partial(UnknownPatient, f"no patient with id {patient_id!r}")
+    access_policy.enforce(principal, action, Resource(ref.site), missing=missing)
     return ref
 
 
+def get_patient(
+    patient_id: PatientId, principal: CurrentPrincipal, uow: UnitOfWork, request: Request
+) -> PatientRef:
+    """The route's patient, within the caller's site (the route's own action was checked)."""
+    action = route_action(request.scope["route"].dependant) or "patient.read"
+    return scoped_patient(uow, principal, action, patient_id)
+
+
 ScopedPatient = Annotated[PatientRef, Depends(get_patient)]
+
 
 _ETAG = re.compile(r'^(?:W/)?"?v?(\d{1,9})"?$')
 

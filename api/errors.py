@@ -28,8 +28,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.refusals import audit_if_refused
 from engine.domain.errors import (
     ConcurrencyConflict,
     DomainError,
@@ -41,16 +43,11 @@ from engine.domain.errors import (
     UnknownWorkItem,
 )
 from engine.services.access import NotAuthenticated, UnknownUser
+from engine.services.access_policy import Forbidden  # the policy's refusal: 403
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://aih-pathways.example/problems/"
 log = logging.getLogger("aihp.api")
-
-
-class Forbidden(DomainError):
-    """The caller's role may not use this endpoint."""
-
-    code = "forbidden"
 
 
 class NotFound(DomainError):
@@ -123,7 +120,8 @@ def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
     @app.exception_handler(DomainError)
-    async def _domain(_: Request, error: DomainError) -> JSONResponse:
+    async def _domain(request: Request, error: DomainError) -> JSONResponse:
+        await run_in_threadpool(audit_if_refused, request, error, "api")
         return domain_problem(error)
 
     @app.exception_handler(RequestValidationError)

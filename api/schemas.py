@@ -467,6 +467,15 @@ class SnoozeRequest(BaseModel):
     expected_version: int | None = Field(None, ge=0)
 
 
+class TakeOverRequest(BaseModel):
+    """Taking over an item another coordinator holds: the reason is audited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+    expected_version: int | None = Field(None, ge=0)
+
+
 class VersionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -9,14 +9,14 @@ import os
 import sys
 import time
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from engine.bootstrap import unit_of_work_factory
 from engine.cli_common import Actor, actor_default, err, out, run_service
 from engine.config import get_settings
-from engine.services import care_team, coordinator_queue
+from engine.services import access, access_policy, care_team, coordinator_queue
 
 clinician_app = typer.Typer(no_args_is_help=True, help="The care-team directory.")
 queue_app = typer.Typer(no_args_is_help=True, help="Care-coordinator queues.")
@@ -42,6 +42,37 @@ def clinician_add(
     )
 
 
+Token = Annotated[
+    str,
+    typer.Option(
+        envvar="AIHP_TOKEN",
+        help="Act as the API user of this token: the access policy and their site apply.",
+    ),
+]
+
+
+def _as_caller(action: str, token: str, actor: str) -> dict[str, Any]:
+    """Who acts, and within which site: the user of `token` if given (the access policy
+    decides; exit 3 if it refuses), else the operator at this shell (`--actor`)."""
+    if not token:
+        return {"actor": actor or actor_default(), "site_scope": None}
+    try:
+        principal = access.authenticate(unit_of_work_factory()(), token)
+        access_policy.enforce(principal, action)
+    except access.NotAuthenticated as problem:
+        err.print(f"[bold red]error[/] ({problem.code}) {problem.message}")
+        raise typer.Exit(2) from None
+    except access_policy.Forbidden as refused:
+        err.print(f"[bold red]refused[/] {refused.message}")
+        raise typer.Exit(3) from None
+    return {"actor": principal.actor, "site_scope": principal.site}
+
+
+def _queue_change(call: Any, action: str, token: str, actor: str, *args: Any, **kw: Any) -> None:
+    caller = _as_caller(action, token, actor)
+    run_service(call, caller["actor"], *args, site_scope=caller["site_scope"], **kw)
+
+
 @queue_app.command("list")
 def queue_list(
     queue: Annotated[str, typer.Option(help="escalated, failed_delivery, overdue, ...")] = "",
@@ -51,54 +82,73 @@ def queue_list(
     offset: int = 0,
     limit: int = 50,
     actor: Actor = "",
+    token: Token = "",
 ) -> None:
     """List live work items (with counts per queue)."""
+    caller = _as_caller("queue.read", token, actor)
     run_service(
         coordinator_queue.coordinator_queue,
-        actor or actor_default(),
+        caller["actor"],
         queue=queue or None,
         site=site or None,
         clinician=clinician or None,
         state=state or None,
         offset=offset,
         limit=limit,
+        site_scope=caller["site_scope"],
     )
 
 
 @queue_app.command("claim")
-def queue_claim(item_id: str, actor: Actor = "") -> None:
-    """Take an item."""
-    run_service(coordinator_queue.claim_item, actor or actor_default(), item_id)
+def queue_claim(item_id: str, actor: Actor = "", token: Token = "") -> None:
+    """Take an item (exit 2, a conflict, if another coordinator holds it)."""
+    _queue_change(coordinator_queue.claim_item, "queue.work", token, actor, item_id)
 
 
 @queue_app.command("release")
-def queue_release(item_id: str, actor: Actor = "") -> None:
-    """Give an item back."""
-    run_service(coordinator_queue.release_item, actor or actor_default(), item_id)
+def queue_release(item_id: str, actor: Actor = "", token: Token = "") -> None:
+    """Give an item back (exit 2, a conflict, if another coordinator holds it)."""
+    _queue_change(coordinator_queue.release_item, "queue.work", token, actor, item_id)
 
 
 @queue_app.command("complete")
-def queue_complete(item_id: str, note: str = "", actor: Actor = "") -> None:
-    """Mark an item handled."""
-    run_service(coordinator_queue.complete_item, actor or actor_default(), item_id, note=note)
+def queue_complete(item_id: str, note: str = "", actor: Actor = "", token: Token = "") -> None:
+    """Mark an item handled (exit 2, a conflict, if another coordinator holds it)."""
+    _queue_change(coordinator_queue.complete_item, "queue.work", token, actor, item_id, note=note)
+
+
+@queue_app.command("take-over")
+def queue_take_over(
+    item_id: str,
+    reason: Annotated[str, typer.Option(help="Why (audited), e.g. 'holder on leave'.")],
+    actor: Actor = "",
+    token: Token = "",
+) -> None:
+    """Take over an item another coordinator holds, with a reason (audited)."""
+    _queue_change(
+        coordinator_queue.take_over_item, "queue.take_over", token, actor, item_id, reason=reason
+    )
 
 
 @queue_app.command("snooze")
 def queue_snooze(
     item_id: str,
-    until: Annotated[str, typer.Option(help="ISO date-time with timezone")],
+    until: Annotated[str, typer.Option(help="ISO date-time with timezone, at most 28 days on")],
     reason: Annotated[str, typer.Option()],
     actor: Actor = "",
+    token: Token = "",
 ) -> None:
-    """Hide an item until a later time, with a reason."""
+    """Hide an item until a later time, with a reason (exit 2 if someone else holds it)."""
     try:
         moment = datetime.fromisoformat(until)
     except ValueError:
         err.print(f"[bold red]error[/] --until {until!r} is not an ISO date-time")
         raise typer.Exit(2) from None
-    run_service(
+    _queue_change(
         coordinator_queue.snooze_item,
-        actor or actor_default(),
+        "queue.work",
+        token,
+        actor,
         item_id,
         until=moment,
         reason=reason,

@@ -25,8 +25,7 @@ from typing import Any
 from fastapi import Request
 from pydantic import ValidationError
 
-from api.deps import Clinician, PatientReader, UnitOfWork
-from api.errors import Forbidden
+from api.deps import Enroller, PatientReader, UnitOfWork
 from api.fhir.outcome import FhirError
 from api.fhir.routing import (
     answer,
@@ -43,6 +42,7 @@ from api.fhir.terminology import FACT, PATHWAY_STATE, STATES, UCUM, WEIGHT
 from api.schemas import EnrolRequest
 from engine.services import fhir_reads
 from engine.services import patients as service
+from engine.services.access_policy import Resource, enforce
 
 router = new_router()
 
@@ -51,11 +51,10 @@ SEX_TO_GENDER = {sex: gender for gender, sex in GENDER_TO_SEX.items()}
 
 
 @router.post("/Patient")
-async def create(request: Request, principal: Clinician, uow: UnitOfWork):
+async def create(request: Request, principal: Enroller, uow: UnitOfWork):
     """Enrol the patient the resource describes; 201 with the stored Patient."""
     enrolment = enrolment_from(await read_resource(request, "Patient"))
-    if principal.site and enrolment.site != principal.site:
-        raise Forbidden(f"you can enrol patients at {principal.site} only")
+    enforce(principal, "patient.enrol", Resource(enrolment.site))
     details = enrolment.model_dump(exclude={"site", "clinician", "birth_date", "sex", "weight_kg"})
     status = service.enrol_patient(
         uow(),

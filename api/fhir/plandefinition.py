@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 
-from api.deps import Clinician, PathwayReader, UnitOfWork
+from api.deps import CarePlanner, PathwayReader, UnitOfWork
 from api.fhir.careplan import care_plan_resource
 from api.fhir.outcome import FhirError
 from api.fhir.routing import answer, dicts, new_router, reference_id, valid_id
@@ -52,7 +52,7 @@ def read(definition_id: str, _: PathwayReader):
 async def apply(
     definition_id: str,
     request: Request,
-    principal: Clinician,
+    principal: CarePlanner,
     uow: UnitOfWork,
     subject: Annotated[str | None, Query(max_length=200)] = None,
 ):

@@ -2,7 +2,8 @@
 
 `FhirRoute` wraps each route of the facade, so every error raised while it runs (a missing
 token, a refused role, a domain error, a malformed body) becomes an OperationOutcome with its
-status; the JSON API keeps its problem+json handlers. Unexpected errors are logged without PHI
+status; the JSON API keeps its problem+json handlers. A refused access (401, 403, the 404 of
+a patient) is audited as on every surface. Unexpected errors are logged without PHI
 (the error's type and where it was raised) and answered with a fixed sentence.
 """
 
@@ -18,8 +19,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from api.fhir.outcome import INTERNAL, FhirError, outcome_for
+from api.refusals import audit_if_refused
 
 FHIR_JSON = "application/fhir+json"
 log = logging.getLogger("aihp.api.fhir")
@@ -47,6 +50,7 @@ class FhirRoute(APIRoute):
             try:
                 return await handle(request)
             except Exception as error:
+                await run_in_threadpool(audit_if_refused, request, error, "fhir")
                 try:
                     status, outcome, headers = outcome_for(error)
                 except Exception:

@@ -15,10 +15,13 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
+from api.boundary import LastResort
 from api.errors import STATUS
 from api.pages import login, outbox, pathway, patient, queues
-from api.pages.session import LoginRequired, PageForbidden, base, is_htmx, render
+from api.pages.session import COOKIE, LoginRequired, PageForbidden, base, is_htmx, render
+from api.refusals import audit_if_refused, audit_refusal
 from engine.domain.errors import DomainError
 
 MOUNT = "/ui"
@@ -34,6 +37,8 @@ def install(app: FastAPI) -> None:
 
     @pages.exception_handler(LoginRequired)
     async def _login(request: Request, _: LoginRequired) -> Response:
+        if request.cookies.get(COOKIE) or request.method != "GET":  # a bad session, not a visit
+            await run_in_threadpool(audit_refusal, request, 401, "pages")
         wanted = request.url.path if request.method == "GET" else f"{base(request)}/queues"
         target = f"{base(request)}/login?next={quote(wanted, safe='/')}"
         if is_htmx(request):
@@ -42,11 +47,14 @@ def install(app: FastAPI) -> None:
 
     @pages.exception_handler(PageForbidden)
     async def _forbidden(request: Request, error: PageForbidden) -> HTMLResponse:
+        await run_in_threadpool(audit_refusal, request, 403, "pages")
         return render(request, "error.html", {"status": 403, "message": error.message}, 403)
 
     @pages.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> HTMLResponse:
+        await run_in_threadpool(audit_if_refused, request, error, "pages")
         status = next(s for cls, s, _ in STATUS if isinstance(error, cls))
         return render(request, "error.html", {"status": status, "message": error.message}, status)
 
+    pages.add_middleware(LastResort)  # an error of a page never reaches the server's log
     app.mount(MOUNT, pages, name="pages")

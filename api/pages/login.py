@@ -10,7 +10,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.pages.session import (
     COOKIE,
-    PATIENT_ROLES,
     Form,
     base,
     page_principal,
@@ -18,12 +17,15 @@ from api.pages.session import (
 )
 from engine.services import access
 from engine.services.access import NotAuthenticated, Principal
+from engine.services.access_policy import Decision, decide
 
 router = APIRouter(include_in_schema=False)
 
 
 def _landing(request: Request, principal: Principal) -> str:
-    page = "queues" if principal.role in PATIENT_ROLES else "pathway"
+    pages = (("queues", "queue.read"), ("outbox", "outbox.read"))
+    allowed = (p for p, action in pages if decide(principal, action) is Decision.ALLOW)
+    page = next(allowed, "pathway")
     return f"{base(request)}/{page}"
 
 

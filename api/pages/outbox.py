@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from api.pages.session import PatientViewer, render
+from api.pages.session import OutboxViewer, render
 from engine.services.outbox import OUTBOX_GROUPS, outbox
 
 router = APIRouter(prefix="/outbox", include_in_schema=False)
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/outbox", include_in_schema=False)
 @router.get("", response_class=HTMLResponse)
 def outbox_page(
     request: Request,
-    principal: PatientViewer,
+    principal: OutboxViewer,
     group: Annotated[str, Query(max_length=16)] = "sent",
     site: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from api.deps import scoped_patient
 from api.pages.session import Form, PatientViewer, Prescriber, base, render
 from api.pages.timeline import timeline_svg
-from engine.domain.errors import DomainError, HardBlock, InvalidInput, UnknownPatient
+from engine.domain.errors import DomainError, HardBlock, InvalidInput
 from engine.services import pathway_catalogue
 from engine.services import patients as patient_service
 from engine.services.access import Principal
-from engine.services.patient_directory import patient_ref
 from engine.services.patient_timeline import timeline_series
 
 router = APIRouter(prefix="/patients", include_in_schema=False)
@@ -35,7 +35,7 @@ def patient_page(
 @router.post("/{patient_id}/orders")
 def order(request: Request, principal: Prescriber, patient_id: PatientId, form: Form) -> Response:
     """Order through the pathway's hard blocks; a refusal is shown with its rule IDs."""
-    _visible(request, principal, patient_id)
+    _visible(request, principal, patient_id, "order.place")
     entered = {k: form.get(k, "") for k in ("drug", "mg_per_day", "mg_per_kg_day", "route")}
     try:
         patient_service.order_medication(
@@ -67,7 +67,7 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
 def _page(
     request: Request, principal: Principal, patient_id: str, status: int = 200, **extra: Any
 ) -> HTMLResponse:
-    _visible(request, principal, patient_id)
+    _visible(request, principal, patient_id, "patient.read")
     uow = request.app.state.uow_factory
     status_view = patient_service.patient_status(uow(), principal.actor, patient_id)
     history = patient_service.patient_history(uow(), principal.actor, patient_id)
@@ -88,11 +88,9 @@ def _page(
     return render(request, "patient.html", context, status)
 
 
-def _visible(request: Request, principal: Principal, patient_id: str) -> None:
-    """A patient of another site is 'unknown', exactly as in the API."""
-    ref = patient_ref(request.app.state.uow_factory(), patient_id)
-    if principal.site and ref.site != principal.site:
-        raise UnknownPatient(f"no patient with id {patient_id!r}")
+def _visible(request: Request, principal: Principal, patient_id: str, action: str) -> None:
+    """The policy's answer, as in the API: a patient of another site is 'unknown'."""
+    scoped_patient(request.app.state.uow_factory, principal, action, patient_id)
 
 
 def _amount(text: str, unit: str) -> float | None:

@@ -22,9 +22,9 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api import deps
-from engine.services import access
+from engine.services import access, access_policy
 from engine.services.access import NotAuthenticated, Principal
+from engine.services.access_policy import Decision
 
 COOKIE = "aihp_session"
 CSRF_FIELD = "csrf"
@@ -66,21 +66,6 @@ class PageForbidden(Exception):
         self.message = message
 
 
-def _roles(alias: Any) -> tuple[str, ...]:
-    """The roles an API dependency alias (`deps.PatientReader`) admits: one place for each."""
-    return alias.__metadata__[0].dependency.roles
-
-
-#: Who may see patients (queues, patient pages, outbox): the API's patient readers.
-PATIENT_ROLES = _roles(deps.PatientReader)
-#: Who may see the pathway: the API's pathway readers (admins too).
-PATHWAY_ROLES = _roles(deps.PathwayReader)
-#: Who may order medication: the API's clinicians.
-PRESCRIBER_ROLES = _roles(deps.Clinician)
-#: Who may claim, complete and snooze work items.
-QUEUE_WORKER_ROLES = ("coordinator", "clinician")
-
-
 def base(request: Request) -> str:
     """Where the pages are mounted (`/ui`), for links and redirects."""
     return request.scope.get("root_path", "")
@@ -103,21 +88,26 @@ def page_principal(request: Request) -> Principal:
     return principal
 
 
-def allow(*roles: str) -> Callable[[Principal], Principal]:
-    """A dependency admitting only users with one of `roles` (a 403 page otherwise)."""
+def allow(action: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting only users the access policy lets take `action` (a 403 page
+    otherwise): the same policy as the API's. The action is kept on the dependency for tests."""
 
     def check(principal: Annotated[Principal, Depends(page_principal)]) -> Principal:
-        if principal.role not in roles:
+        if access_policy.decide(principal, action) is not Decision.ALLOW:
             raise PageForbidden(f"The {principal.role} role cannot use this page.")
         return principal
 
+    check.action = action  # type: ignore[attr-defined]
     return check
 
 
-PatientViewer = Annotated[Principal, Depends(allow(*PATIENT_ROLES))]
-PathwayViewer = Annotated[Principal, Depends(allow(*PATHWAY_ROLES))]
-QueueWorker = Annotated[Principal, Depends(allow(*QUEUE_WORKER_ROLES))]
-Prescriber = Annotated[Principal, Depends(allow(*PRESCRIBER_ROLES))]
+PatientViewer = Annotated[Principal, Depends(allow("patient.read"))]
+PathwayViewer = Annotated[Principal, Depends(allow("pathway.read"))]
+QueueViewer = Annotated[Principal, Depends(allow("queue.read"))]
+QueueWorker = Annotated[Principal, Depends(allow("queue.work"))]
+QueueTakeOver = Annotated[Principal, Depends(allow("queue.take_over"))]
+OutboxViewer = Annotated[Principal, Depends(allow("outbox.read"))]
+Prescriber = Annotated[Principal, Depends(allow("order.place"))]
 
 
 async def checked_form(request: Request) -> dict[str, str]:
@@ -153,9 +143,12 @@ def render(
             "user": getattr(request.state, "principal", None),
             "csrf": csrf_token(session) if session else "",
             "now": now,
-            "may_work_queues": _has(request, QUEUE_WORKER_ROLES),
-            "may_see_patients": _has(request, PATIENT_ROLES),
-            "may_prescribe": _has(request, PRESCRIBER_ROLES),
+            "may_see_queues": may(request, "queue.read"),
+            "may_see_outbox": may(request, "outbox.read"),
+            "may_work_queues": may(request, "queue.work"),
+            "may_take_over": may(request, "queue.take_over"),
+            "may_see_patients": may(request, "patient.read"),
+            "may_prescribe": may(request, "order.place"),
             **context,
         },
         status_code=status_code,
@@ -165,6 +158,7 @@ def render(
     return response
 
 
-def _has(request: Request, roles: tuple[str, ...]) -> bool:
+def may(request: Request, action: str) -> bool:
+    """Whether the page's user may take `action` (the policy's answer, for links and buttons)."""
     principal = getattr(request.state, "principal", None)
-    return principal is not None and principal.role in roles
+    return principal is not None and access_policy.decide(principal, action) is Decision.ALLOW

@@ -12,19 +12,23 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from api import schemas
 from api.deps import (
-    Clinician,
+    Enroller,
+    EventRecorder,
     Idempotent,
     IfMatch,
     LabSender,
     PatientReader,
+    Prescriber,
     ScopedPatient,
     UnitOfWork,
+    WhatIfAsker,
     etag,
     expected_version,
     reject_unknown_query,
 )
-from api.errors import Forbidden, problems
+from api.errors import problems
 from engine.services import patients as service
+from engine.services.access_policy import Resource, enforce
 from engine.services.patient_directory import list_patients
 
 router = APIRouter(
@@ -41,10 +45,9 @@ CHANGE = problems(401, 403, 404, 409, 412, 422)
     summary="Enrol a patient on the pathway",
 )
 def enrol(
-    body: schemas.EnrolRequest, principal: Clinician, uow: UnitOfWork, once: Idempotent
+    body: schemas.EnrolRequest, principal: Enroller, uow: UnitOfWork, once: Idempotent
 ) -> Response:
-    if principal.site and body.site != principal.site:
-        raise Forbidden(f"you can enrol patients at {principal.site} only")
+    enforce(principal, "patient.enrol", Resource(body.site))
     details = body.model_dump(exclude={"site", "clinician", "birth_date", "sex", "weight_kg"})
     facts = details.pop("facts")
     return once(
@@ -117,7 +120,7 @@ def history(principal: PatientReader, patient: ScopedPatient, uow: UnitOfWork) -
     summary="What if: a hypothetical lab, event or order; nothing is written",
 )
 def what_if(
-    body: schemas.WhatIfRequest, principal: Clinician, patient: ScopedPatient, uow: UnitOfWork
+    body: schemas.WhatIfRequest, principal: WhatIfAsker, patient: ScopedPatient, uow: UnitOfWork
 ) -> dict:
     given = body.model_dump(exclude={"kind"}, exclude_none=True)
     return service.what_if(uow(), principal.actor, patient.id, kind=body.kind, **given)
@@ -148,7 +151,7 @@ def record_lab(
 )
 def record_event(
     body: schemas.EventRequest,
-    principal: Clinician,
+    principal: EventRecorder,
     patient: ScopedPatient,
     if_match: IfMatch,
     uow: UnitOfWork,
@@ -165,7 +168,7 @@ def record_event(
 )
 def order(
     body: schemas.OrderRequest,
-    principal: Clinician,
+    principal: Prescriber,
     patient: ScopedPatient,
     if_match: IfMatch,
     uow: UnitOfWork,

@@ -1,5 +1,6 @@
 """Coordinator queues: list the work (filters, counts, paging), claim, release, complete and
-snooze items, acknowledge reminders. A user with a site sees and acts on that site only."""
+snooze items, take over another coordinator's item (with a reason), acknowledge reminders. A
+user with a site sees and acts on that site only; an item someone else holds is a 409."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from api import schemas
-from api.deps import UnitOfWork, reject_unknown_query, require
+from api.deps import (
+    Acknowledger,
+    QueueReader,
+    QueueTakeOver,
+    QueueWorker,
+    UnitOfWork,
+    reject_unknown_query,
+)
 from api.errors import problems
 from engine.services import coordinator_queue as queues
-from engine.services.access import Principal
+from engine.services.access_policy import Principal
 
 router = APIRouter(tags=["queues"], dependencies=[Depends(reject_unknown_query)])
 
-QueueWorker = Annotated[Principal, Depends(require("coordinator"))]
-QueueReader = Annotated[Principal, Depends(require("coordinator", "clinician"))]
 ItemId = Annotated[str, Path(min_length=1, max_length=64, description="Work item id")]
 QueueName = Literal["escalated", "failed_delivery", "overdue", "due_today", "awaiting_results"]
 Text = Annotated[str | None, Query(min_length=1, max_length=64)]
@@ -25,7 +31,7 @@ Text = Annotated[str | None, Query(min_length=1, max_length=64)]
 @router.get(
     "/queues",
     response_model=schemas.QueueListing,
-    responses=problems(403),
+    responses=problems(401, 403),
     summary="Live work items with counts per queue (listing is audited)",
 )
 def list_queue(
@@ -35,7 +41,7 @@ def list_queue(
     site: Text = None,
     clinician: Text = None,
     state: Text = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=queues.MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=queues.MAX_PAGE)] = 50,
 ) -> dict:
     return queues.coordinator_queue(
@@ -70,7 +76,7 @@ def claim(
     "/queues/items/{item_id}/release",
     response_model=schemas.QueueItemChange,
     responses=problems(403, 404, 409),
-    summary="Give an item back to the queue",
+    summary="Give an item back to the queue (409 if another coordinator holds it)",
 )
 def release(
     item_id: ItemId,
@@ -85,7 +91,7 @@ def release(
     "/queues/items/{item_id}/complete",
     response_model=schemas.QueueItemChange,
     responses=problems(403, 404, 409),
-    summary="Mark an item handled, with an optional note",
+    summary="Mark an item handled, with an optional note (409 if another coordinator holds it)",
 )
 def complete(
     item_id: ItemId, body: schemas.CompleteRequest, principal: QueueWorker, uow: UnitOfWork
@@ -99,7 +105,7 @@ def complete(
     "/queues/items/{item_id}/snooze",
     response_model=schemas.QueueItemChange,
     responses=problems(403, 404, 409),
-    summary="Hide an item until a later time, with a reason",
+    summary="Hide an item for at most 28 days, with a reason (409 if another holds it)",
 )
 def snooze(
     item_id: ItemId, body: schemas.SnoozeRequest, principal: QueueWorker, uow: UnitOfWork
@@ -115,6 +121,20 @@ def snooze(
 
 
 @router.post(
+    "/queues/items/{item_id}/take-over",
+    response_model=schemas.QueueItemChange,
+    responses=problems(403, 404, 409),
+    summary="Take over an item another coordinator holds, with a reason (audited)",
+)
+def take_over(
+    item_id: ItemId, body: schemas.TakeOverRequest, principal: QueueTakeOver, uow: UnitOfWork
+) -> dict:
+    return queues.take_over_item(
+        uow(), principal.actor, item_id, reason=body.reason, **_scope(principal, body)
+    )
+
+
+@router.post(
     "/reminders/{reminder_id}/acknowledge",
     response_model=schemas.ReminderAcknowledgement,
     responses=problems(403, 404),
@@ -122,7 +142,7 @@ def snooze(
 )
 def acknowledge(
     reminder_id: Annotated[str, Path(min_length=1, max_length=64)],
-    principal: QueueReader,
+    principal: Acknowledger,
     uow: UnitOfWork,
 ) -> dict:
     return queues.acknowledge_reminder(

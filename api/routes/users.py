@@ -1,4 +1,6 @@
-"""Users and their bearer tokens (admin), and `GET /users/me` for every caller."""
+"""Users and their bearer tokens (admins, within their site), and `GET /users/me` for every
+caller. A site admin manages only its own site's users (not admins); another site's user is a
+404, exactly like an unknown id; only an admin without a site creates global users or admins."""
 
 from __future__ import annotations
 
@@ -7,7 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from api import schemas
-from api.deps import Admin, CurrentPrincipal, Idempotent, UnitOfWork, reject_unknown_query
+from api.deps import (
+    Idempotent,
+    Me,
+    TokenIssuer,
+    TokenRevoker,
+    UnitOfWork,
+    UserCreator,
+    UserLister,
+    reject_unknown_query,
+)
 from api.errors import problems
 from engine.services import access
 
@@ -16,7 +27,7 @@ Id = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 @router.get("/me", response_model=schemas.Me, responses=problems(401), summary="The caller")
-def me(principal: CurrentPrincipal) -> dict:
+def me(principal: Me) -> dict:
     return {
         "user_id": principal.user_id,
         "name": principal.name,
@@ -26,10 +37,13 @@ def me(principal: CurrentPrincipal) -> dict:
 
 
 @router.get(
-    "", response_model=list[schemas.User], responses=problems(401, 403), summary="List users"
+    "",
+    response_model=list[schemas.User],
+    responses=problems(401, 403),
+    summary="List users (a site admin: its site's)",
 )
-def list_users(_: Admin, uow: UnitOfWork) -> list[dict]:
-    return access.list_users(uow())
+def list_users(principal: UserLister, uow: UnitOfWork) -> list[dict]:
+    return access.list_users(uow(), by=principal)
 
 
 @router.post(
@@ -37,12 +51,14 @@ def list_users(_: Admin, uow: UnitOfWork) -> list[dict]:
     status_code=201,
     response_model=schemas.User,
     responses=problems(401, 403, 409, 422),
-    summary="Create a user with one role (coordinators need a site)",
+    summary="Create a user with one role (coordinators need a site; a site admin: its site only)",
 )
-def create_user(body: schemas.UserRequest, principal: Admin, uow: UnitOfWork, once: Idempotent):
+def create_user(
+    body: schemas.UserRequest, principal: UserCreator, uow: UnitOfWork, once: Idempotent
+):
     return once(
         lambda: access.create_user(
-            uow(), principal.actor, name=body.name, role=body.role, site=body.site
+            uow(), principal.actor, name=body.name, role=body.role, site=body.site, by=principal
         ),
         schemas.User,
         201,
@@ -56,8 +72,10 @@ def create_user(body: schemas.UserRequest, principal: Admin, uow: UnitOfWork, on
     responses=problems(401, 403, 404, 422),
     summary="Issue a bearer token (shown once; not replayed by Idempotency-Key)",
 )
-def issue_token(body: schemas.TokenRequest, principal: Admin, uow: UnitOfWork, user_id: Id) -> dict:
-    return access.issue_token(uow(), principal.actor, user_id, days=body.days)
+def issue_token(
+    body: schemas.TokenRequest, principal: TokenIssuer, uow: UnitOfWork, user_id: Id
+) -> dict:
+    return access.issue_token(uow(), principal.actor, user_id, days=body.days, by=principal)
 
 
 @router.post(
@@ -66,5 +84,5 @@ def issue_token(body: schemas.TokenRequest, principal: Admin, uow: UnitOfWork, u
     responses=problems(401, 403, 404),
     summary="Revoke a token now",
 )
-def revoke_token(principal: Admin, uow: UnitOfWork, user_id: Id, token_id: Id) -> dict:
-    return access.revoke_token(uow(), principal.actor, token_id, user_id=user_id)
+def revoke_token(principal: TokenRevoker, uow: UnitOfWork, user_id: Id, token_id: Id) -> dict:
+    return access.revoke_token(uow(), principal.actor, token_id, user_id=user_id, by=principal)

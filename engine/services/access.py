@@ -1,15 +1,17 @@
 """Who may use the API: users with one role (and optionally a site), and their bearer tokens.
 
 A token is shown once when issued; only its SHA-256 hash is stored. Tokens expire and can be
-revoked. Creating users and issuing or revoking tokens is audited like any other change.
+revoked. Creating users and issuing or revoking tokens is audited like any other change. When
+an admin does it (`by`), the access policy decides: a site admin manages only its own site's
+users; `by=None` is the operator at the command line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
@@ -17,9 +19,9 @@ from sqlalchemy import insert, or_, select, update
 from engine.adapters.access_tables import api_tokens, users
 from engine.domain.errors import DomainError, InvalidInput
 from engine.domain.model import AuditRecord, new_id
+from engine.services.access_policy import ROLES, Principal, Resource, enforce
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
-ROLES = ("clinician", "coordinator", "lab-interface", "auditor", "admin")
 SITE_REQUIRED = ("coordinator",)
 
 
@@ -35,37 +37,35 @@ class NotAuthenticated(DomainError):
     code = "not-authenticated"
 
 
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller: one user with one role, scoped to a site when `site` is set."""
-
-    user_id: str
-    name: str
-    role: str
-    site: str | None = None
-
-    @property
-    def actor(self) -> str:
-        """How the audit log names this caller."""
-        return f"user:{self.user_id}"
-
-
 def token_hash(token: str) -> str:
     """The stored form of a token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def create_user(
-    uow: SqlAlchemyUnitOfWork, actor: str, *, name: str, role: str, site: str | None = None
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    *,
+    name: str,
+    role: str,
+    site: str | None = None,
+    by: Principal | None = None,
 ) -> dict[str, Any]:
-    """Create a user with one role; coordinators must belong to a site."""
-    name, site = name.strip(), (site or "").strip() or None
+    """Create a user with one role; coordinators must belong to a site. A site given but blank
+    is refused (it must not silently become a user of every site)."""
+    name = name.strip()
+    if site is not None:
+        site = site.strip()
+        if not site:
+            raise InvalidInput("site must not be blank; leave it out for a user of every site")
     if not name or len(name) > 64:
         raise InvalidInput("name is required (at most 64 characters)")
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     if role in SITE_REQUIRED and site is None:
         raise InvalidInput(f"a {role} needs a site")
+    if by is not None:
+        enforce(by, "user.create", Resource(site, role))
     with uow:
         if uow.session.execute(select(users.c.id).where(users.c.name == name)).first():
             raise InvalidInput(f"a user named {name!r} already exists")
@@ -77,15 +77,25 @@ def create_user(
         return {**_public(row), "created_at": now}
 
 
-def list_users(uow: SqlAlchemyUnitOfWork) -> list[dict[str, Any]]:
-    """Every user, oldest first."""
+def list_users(uow: SqlAlchemyUnitOfWork, by: Principal | None = None) -> list[dict[str, Any]]:
+    """Every user the caller manages (a site admin: its site's), oldest first."""
+    query = select(users).order_by(users.c.created_at, users.c.id)
+    if by is not None:
+        enforce(by, "user.list")
+        if by.site is not None:
+            query = query.where(users.c.site == by.site)
     with uow:
-        rows = uow.session.execute(select(users).order_by(users.c.created_at, users.c.id))
+        rows = uow.session.execute(query)
         return [{**_public(dict(r._mapping)), "created_at": r.created_at} for r in rows]
 
 
 def issue_token(
-    uow: SqlAlchemyUnitOfWork, actor: str, user: str, *, days: int = 30
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    user: str,
+    *,
+    days: int = 30,
+    by: Principal | None = None,
 ) -> dict[str, Any]:
     """A new random token for a user (by id or name), valid for `days`; shown only here."""
     if not 1 <= days <= 3650:
@@ -96,6 +106,7 @@ def issue_token(
         ).first()
         if found is None or not found.active:
             raise UnknownUser(f"no active user {user!r}")
+        _may_manage(by, "token.issue", found, user)
         now = uow.clock.now()
         token = secrets.token_urlsafe(32)
         row = {
@@ -114,13 +125,20 @@ def issue_token(
 
 
 def revoke_token(
-    uow: SqlAlchemyUnitOfWork, actor: str, token_id: str, *, user_id: str | None = None
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    token_id: str,
+    *,
+    user_id: str | None = None,
+    by: Principal | None = None,
 ) -> dict[str, Any]:
     """Revoke a token now (revoking twice keeps the first time); `user_id` must own it if given."""
     with uow:
         row = uow.session.execute(select(api_tokens).where(api_tokens.c.id == token_id)).first()
         if row is None or (user_id is not None and row.user_id != user_id):
             raise UnknownUser(f"no token {token_id!r}")
+        owner = uow.session.execute(select(users).where(users.c.id == row.user_id)).one()
+        _may_manage(by, "token.revoke", owner, token_id)
         now = uow.clock.now()
         revoked_at = row.revoked_at or now
         if row.revoked_at is None:
@@ -151,6 +169,13 @@ def authenticate(uow: SqlAlchemyUnitOfWork, token: str | None) -> Principal:
         if row is None or _expired(row.expires_at, uow.clock.now()):
             raise NotAuthenticated("the token is unknown, expired or revoked")
         return Principal(row.id, row.name, row.role, row.site)
+
+
+def _may_manage(by: Principal | None, action: str, user: Any, asked: str) -> None:
+    """The policy on managing `user`; another site's user is unknown, exactly like a wrong id."""
+    if by is not None:
+        missing = partial(UnknownUser, f"no such user or token {asked!r}")
+        enforce(by, action, Resource(user.site, user.role), missing=missing)
 
 
 def _expired(expires_at: datetime, now: datetime) -> bool:
