@@ -95,6 +95,11 @@ class SmtpMailer:
         connection = self._connection or self._connect()
         try:
             refused = connection.send_message(message)
+        except (ValueError, UnicodeError, smtplib.SMTPNotSupportedError) as exc:
+            # the message cannot be put on the wire as it is (a header, an address): final
+            raise DeliveryError(
+                f"the message cannot be sent: {type(exc).__name__}", permanent=True
+            ) from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise DeliveryError(
@@ -165,8 +170,13 @@ class MaildirOutbox:
             return
         tmp = self.path / "tmp" / f"{key}.{os.getpid()}.{uuid.uuid4().hex}"
         try:
+            data = message.as_bytes()
+        except (ValueError, UnicodeError) as exc:
+            reason = f"the message cannot be written: {type(exc).__name__}"
+            raise DeliveryError(reason, permanent=True) from exc
+        try:
             with open(tmp, "wb") as handle:
-                handle.write(message.as_bytes())
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             with contextlib.suppress(FileExistsError):

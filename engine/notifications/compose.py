@@ -3,6 +3,11 @@
 Patient emails carry the minimum a person needs to act: no diagnosis, drug, lab name or value,
 rule ID or patient reference. Clinician and coordinator emails say what is due, when, and why
 (rule ID, rule sentence, sources), with no diagnosis or lab value in the subject line.
+
+The headers never carry patient text (names, external ids): the To header is the bare address,
+the subject is built from the due date and flags only, and the message is built under the
+standard library's SMTP policy, which refuses a CR or LF in any header. Patient text appears
+only in the bodies, where it cannot change the message's structure.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.headerregistry import Address
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -103,9 +108,9 @@ def compose_reminder(
     context = _context(notice, sent_at)
     template_set = _TEMPLATE_SET[notice.recipient_role]
 
-    message = EmailMessage()
+    message = EmailMessage(policy=policy.SMTP)
     message["From"] = mail_from
-    message["To"] = Address(display_name=notice.recipient_name, addr_spec=to)
+    message["To"] = to
     message["Subject"] = _subject(notice, sent_at)
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = message_id(notice.reminder_id, message_domain)
@@ -122,11 +127,10 @@ def _subject(notice: ReminderNotice, sent_at: datetime) -> str:
     if notice.recipient_role == "patient":
         return _patient_subject(notice, sent_at)
     due = notice.due_at.date().isoformat()
-    ref = f"(patient ref {notice.patient_ref})"
     if notice.escalation:
-        subject = f"Overdue pathway reminder: was due {due} {ref}"
+        subject = f"Overdue pathway reminder: was due {due}"
     else:
-        subject = f"Pathway reminder due {due} {ref}"
+        subject = f"Pathway reminder due {due}"
     return f"URGENT {subject}" if notice.urgent else subject
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Callable
 
@@ -26,12 +27,20 @@ def dispatch_due_reminders(
     policy: DeliveryPolicy,
     batch_size: int = 500,
 ) -> Counter[str]:
-    """Claim and deliver every reminder due now; returns how many ended which way."""
+    """Claim and deliver every reminder due now; returns how many ended which way.
+
+    One reminder that cannot be delivered at all (the database failed under it) is counted as
+    `error` and left to its lease; the rest of the round still goes out."""
     outcomes: Counter[str] = Counter()
     while True:
         claimed = claim_due_reminders(uow_factory(), policy, batch_size)
         for reminder_id, token in claimed:
-            outcomes[deliver_reminder(uow_factory(), mailer, policy, reminder_id, token)] += 1
+            try:
+                outcome = deliver_reminder(uow_factory(), mailer, policy, reminder_id, token)
+            except Exception as failure:  # its type only: a message may quote patient data
+                log.error("reminder %s: %s; due again after its lease", reminder_id, _kind(failure))
+                outcome = "error"
+            outcomes[outcome] += 1
         if len(claimed) < batch_size:
             return outcomes
 
@@ -71,7 +80,14 @@ class EmbeddedDispatcher:
                 outcomes = self._run()
                 if outcomes:
                     log.info("dispatched reminders: %s", dict(outcomes))
-            except Exception:  # keep dispatching; the rows stay due and are retried
-                log.exception("reminder dispatch round failed")
+            except Exception as failure:  # keep dispatching; the rows stay due and are retried
+                log.error("reminder dispatch round failed: %s", _kind(failure))
             self.rounds += 1
             self._stop.wait(self._interval)
+
+
+def _kind(failure: BaseException) -> str:
+    """The error's type and where it was raised, never its message."""
+    frames = traceback.extract_tb(failure.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(failure).__name__}{where}"

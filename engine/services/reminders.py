@@ -5,7 +5,10 @@ emails the patient or clinician, or puts a work item in the coordinator queue. E
 Message-ID comes from the reminder, so a re-send after a crash carries the same Message-ID.
 Transient mail failures are retried with exponential backoff from the database (no broker
 timers); after `max_attempts`, or at once for a permanent failure (no address, opted out,
-refused), the reminder becomes a failed-delivery item in the coordinator queue.
+refused), the reminder becomes a failed-delivery item in the coordinator queue. So does a
+reminder whose message cannot be built or handed over at all (a header the email policy
+refuses, an address the transport cannot encode): one failed-delivery item with the reason,
+never a row left claimed for ever, and the rest of the round goes out.
 """
 
 from __future__ import annotations
@@ -101,11 +104,23 @@ def deliver_reminder(
             outcome = _fail(uow, reminder, token, _reason(exc))
             uow.commit()
             return outcome
+        except DBAPIError:
+            raise
+        except Exception as exc:  # the message cannot be built: fail it, do not stall the round
+            reason = f"the message could not be built ({type(exc).__name__})"
+            outcome = _fail(uow, reminder, token, reason)
+            uow.commit()
+            return outcome
         uow.commit()
     try:
         mailer.send(message)
     except DeliveryError as exc:
         return _after_failed_send(uow, policy, reminder, token, exc)
+    except Exception as exc:  # a transport error no one foresaw: final, with its type only
+        unforeseen = DeliveryError(
+            f"the transport refused it ({type(exc).__name__})", permanent=True
+        )
+        return _after_failed_send(uow, policy, reminder, token, unforeseen)
     _record_sent(uow, policy, reminder, token, message["Message-ID"])
     log.info("reminder %s sent", reminder.id)
     return "sent"

@@ -173,11 +173,11 @@ def test_clinician_email_says_what_is_due_when_and_each_rule_with_its_sentence(p
     assert "S1 Treatment of Autoimmune Hepatitis" in text or "S2 Management" in text
 
 
-def test_clinician_subject_carries_due_date_and_patient_ref_but_no_diagnosis_or_lab(pathway):
+def test_clinician_subject_carries_the_due_date_but_no_patient_text_diagnosis_or_lab(pathway):
     milestone = next(m for m in pathway.milestones if m.id == "monthly-aminotransferases")
     notice = notice_for(pathway, milestone, recipient_role="clinician", urgent=False)
     subject = str(compose_reminder(notice, sent_at=SENT_AT, **MAIL)["Subject"])
-    assert subject == "Pathway reminder due 2026-12-01 (patient ref EXT-4711)"
+    assert subject == "Pathway reminder due 2026-12-01"
     for word in (*DIAGNOSIS_WORDS, "ALT", "AST", milestone.title):
         assert word.lower() not in subject.lower()
 
@@ -185,9 +185,9 @@ def test_clinician_subject_carries_due_date_and_patient_ref_but_no_diagnosis_or_
 @pytest.mark.parametrize(
     ("urgent", "escalation", "subject"),
     [
-        (True, False, "URGENT Pathway reminder due 2026-12-01 (patient ref EXT-4711)"),
-        (False, True, "Overdue pathway reminder: was due 2026-12-01 (patient ref EXT-4711)"),
-        (True, True, "URGENT Overdue pathway reminder: was due 2026-12-01 (patient ref EXT-4711)"),
+        (True, False, "URGENT Pathway reminder due 2026-12-01"),
+        (False, True, "Overdue pathway reminder: was due 2026-12-01"),
+        (True, True, "URGENT Overdue pathway reminder: was due 2026-12-01"),
     ],
 )
 def test_coordinator_subject_flags_urgent_and_overdue(pathway, urgent, escalation, subject):
