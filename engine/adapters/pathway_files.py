@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from engine.domain.dosing import build_dosing
 from engine.domain.durations import parse_duration
 from engine.domain.errors import DomainError, UnknownCode
 from engine.domain.pathway import (
@@ -82,6 +83,10 @@ def _build(data: dict[str, Any]) -> Pathway:
             bands=tuple((b["name"], b.get("below")) for b in lab.get("bands", [])),
             values=tuple(lab.get("values", [])),
             rules=tuple(lab["rules"]),
+            plausible=(
+                (lab["plausible"]["min"], lab["plausible"]["max"]) if "plausible" in lab else None
+            ),
+            precision=lab.get("precision"),
         )
         for code, lab in data["labs"].items()
     }
@@ -102,6 +107,7 @@ def _build(data: dict[str, Any]) -> Pathway:
                 {"guard": g} if isinstance(g, str) else cond(g) for g in t.get("guards", [])
             ),
             rules=tuple(t["rules"]),
+            sets=t.get("sets", {}),
         )
         for i, t in enumerate(data["transitions"])
     ]
@@ -133,7 +139,16 @@ def _build(data: dict[str, Any]) -> Pathway:
         initial=data["initial"],
         transitions=transitions,
         blocks=[
-            BlockDefinition(b["id"], b["trigger"], cond(b["when"]), b["message"], tuple(b["rules"]))
+            BlockDefinition(
+                b["id"],
+                b["trigger"],
+                cond(b["when"]),
+                b["message"],
+                tuple(b["rules"]),
+                overridable=b.get("overridable", False),
+                applies_to_active_orders=b.get("applies_to_active_orders", True),
+                active_order_message=b.get("active_order_message"),
+            )
             for b in data["blocks"]
         ],
         alerts=[
@@ -146,10 +161,17 @@ def _build(data: dict[str, Any]) -> Pathway:
                 trigger=a.get("trigger"),
                 in_states=tuple(a.get("in_states", [])),
                 not_in_states=tuple(a.get("not_in_states", [])),
+                work_item=a.get("work_item"),
             )
             for a in data["alerts"]
         ],
         milestones=[_milestone(m, cond) for m in data["milestones"]],
+        dosing={
+            name: build_dosing(name, cond(drug["dose"]))
+            for name, drug in data["drugs"].items()
+            if "dose" in drug
+        },
+        alert_routing=data.get("alert_routing", {}),
         raw=data,
     )
 
@@ -195,6 +217,10 @@ def _milestone(m: dict[str, Any], cond) -> MilestoneDefinition:
         completed_by_labs=tuple(done.get("labs", [])),
         completed_by_orders=tuple(done.get("orders", [])),
         completed_by_events=tuple(done.get("events", [])),
+        completed_by_order=cond(done["order"]) if "order" in done else None,
+        opens_before_due=(
+            parse_duration(done["opens_before_due"]) if "opens_before_due" in done else None
+        ),
     )
 
 
@@ -230,6 +256,8 @@ def cross_reference_problems(p: Pathway) -> list[str]:
                 )
             elif isinstance(value, dict) and "lab" in value and value["lab"] not in p.labs:
                 problems.append(f"{where} uses unknown lab {value['lab']}")
+            elif key == "state":
+                states_ok(where, value)
             elif key == "on_drug":
                 problems.extend(
                     f"{where} uses unknown drug {d}" for d in value["in"] if d not in p.drugs
@@ -270,6 +298,12 @@ def cross_reference_problems(p: Pathway) -> list[str]:
     for b in p.blocks:
         rules_ok(f"block {b.id}", b.rules)
         condition_ok(f"block {b.id}", b.when)
+    block_ids = {b.id for b in p.blocks if b.trigger == "medication_ordered"}
+    problems.extend(
+        f"alert id {a.id} is also a medication block's id (its active-order alert)"
+        for a in p.alerts
+        if a.id in block_ids
+    )
     for a in p.alerts:
         rules_ok(f"alert {a.id}", a.rules)
         condition_ok(f"alert {a.id}", a.when)
@@ -277,7 +311,7 @@ def cross_reference_problems(p: Pathway) -> list[str]:
     for m in p.milestones:
         rules_ok(f"milestone {m.id}", m.rules)
         states_ok(f"milestone {m.id}", m.scope)
-        for node in (m.when, m.unless):
+        for node in (m.when, m.unless, m.completed_by_order):
             if node:
                 condition_ok(f"milestone {m.id}", node)
         problems.extend(
@@ -295,8 +329,23 @@ def cross_reference_problems(p: Pathway) -> list[str]:
         rules_ok(f"lab {lab.code}", lab.rules)
         if lab.kind == "quantitative" and not lab.unit:
             problems.append(f"lab {lab.code} is quantitative but has no unit")
+        if lab.kind == "quantitative" and (lab.plausible is None or lab.precision is None):
+            problems.append(f"lab {lab.code} is quantitative but has no plausible range/precision")
     for name, drug in p.drugs.items():
         rules_ok(f"drug {name}", drug["rules"])
+        if name not in p.dosing:
+            problems.append(f"drug {name} has no dose model")
+    range_ids = [r.id for d in p.dosing.values() for r in d.ranges]
+    problems.extend(
+        f"dose range id {i} is used more than once"
+        for i in sorted(set(range_ids))
+        if range_ids.count(i) > 1 or i in {b.id for b in p.blocks}
+    )
+    for dosing in p.dosing.values():
+        for r in dosing.ranges:
+            rules_ok(f"dose range {r.id}", r.rules)
+            if r.when:
+                condition_ok(f"dose range {r.id}", r.when)
     for name, regimen in p.regimens.items():
         rules_ok(f"regimen {name}", regimen["rules"])
     for event in p.events.values():

@@ -8,10 +8,11 @@ start, patient facts, milestones, alerts), producing an `Outcome` and audit reco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.domain.conditions import Situation, holds
+from engine.domain.dosing import Dose, DoseRange, dose_problem, normalise_dose
 from engine.domain.durations import parse_duration
 from engine.domain.errors import EventNotAllowed, HardBlock, InvalidInput
 from engine.domain.labs import ReferenceLimits, normalise_result
@@ -25,9 +26,17 @@ from engine.domain.model import (
     Milestone,
     Patient,
 )
-from engine.domain.pathway import MilestoneDefinition, Pathway, TransitionDefinition
+from engine.domain.pathway import (
+    BlockDefinition,
+    MilestoneDefinition,
+    Pathway,
+    TransitionDefinition,
+)
 
 CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST_CLINICAL_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+OVERRIDE_EVENT = "safety_rule_overridden"
+ALERT_WORK = "alert:"  # milestone ids of the work an alert opens: `alert:<alert id>`
 
 
 @dataclass
@@ -58,6 +67,7 @@ class CarePathway:
         self.limits = limits or ReferenceLimits(pathway.labs)
         self._early = parse_duration(pathway.parameters.get("milestone_early_window", "P0D"))
         self._record_events = _events_read_by_conditions(pathway)
+        self._dose_tolerance = float(pathway.parameters.get("dose_rounding_tolerance_pct", 0))
 
     # ---- entry points -------------------------------------------------------------------
 
@@ -101,7 +111,7 @@ class CarePathway:
     ) -> Outcome:
         """Record a result (converted to the pathway unit) and let it drive the pathway."""
         lab = self.pathway.lab(code)
-        self._not_future(taken_at, now, "taken_at")
+        self._clinical_time(taken_at, now, "taken_at")
         number, text, canonical = normalise_result(lab, value, unit)
         result = LabResult(
             code=lab.code,
@@ -115,6 +125,8 @@ class CarePathway:
             source=source,
         )
         patient.labs.append(result)
+        facts_before = dict(patient.facts)
+        self._settle_sticky_facts(patient, result, now, actor)
         try:
             return self._apply(
                 patient,
@@ -125,9 +137,12 @@ class CarePathway:
                 "lab_result_recorded",
                 result.id,
                 {"lab": lab.code},
+                at=taken_at,
             )
         except HardBlock:
             patient.labs.remove(result)  # a refused input leaves the patient as it was
+            patient.facts.clear()
+            patient.facts.update(facts_before)
             raise
 
     def record_clinical_event(
@@ -141,9 +156,9 @@ class CarePathway:
     ) -> Outcome:
         """Record a clinical event (intolerance, pregnancy, biopsy...) and apply it."""
         definition = self.pathway.event(kind)
-        self._not_future(occurred_at, now, "occurred_at")
+        self._clinical_time(occurred_at, now, "occurred_at")
         clean = self._validate_fields(kind, definition.fields, data or {})
-        situation = self._situation(patient, now, kind, clean)
+        situation = self._situation(patient, now, kind, clean, occurred_at)
         self._check_blocks(patient, situation, actor, kind)
         in_machine = kind in self.pathway.triggers()
         changes_facts = bool(definition.sets or definition.sets_from_fields)
@@ -157,10 +172,9 @@ class CarePathway:
             raise EventNotAllowed(f"{kind} is not allowed while the patient is in {patient.state}")
         event = ClinicalEvent(kind=kind, occurred_at=occurred_at, recorded_at=now, data=clean)
         patient.clinical_events.append(event)
-        patient.facts.update(definition.sets)
-        patient.facts.update({f: clean[f] for f in definition.sets_from_fields if f in clean})
-        if kind == "pregnancy_ended":
-            patient.facts["pregnant"] = False
+        changed = {**definition.sets}
+        changed.update({f: clean[f] for f in definition.sets_from_fields if f in clean})
+        self._change_facts(patient, changed, now, actor, f"{kind} recorded", definition.rules)
         return self._apply(
             patient,
             kind,
@@ -171,7 +185,54 @@ class CarePathway:
             event.id,
             {"event": kind},
             situation_checked=True,
+            at=occurred_at,
         )
+
+    # ---- patient facts ------------------------------------------------------------------
+
+    def _settle_sticky_facts(
+        self, patient: Patient, result: LabResult, now: datetime, actor: str
+    ) -> None:
+        """A result that meets a sticky fact's `set_by_results` sets it; no later result
+        clears it (only an explicit clinical event does)."""
+        for name, spec in self.pathway.facts.items():
+            for match in spec.get("set_by_results", []):
+                if match["lab"] != result.code or patient.facts.get(name) is True:
+                    continue
+                band = (
+                    self.limits.band(result.code, result.value)
+                    if result.value is not None and "band" in match
+                    else None
+                )
+                if result.text in match.get("in", []) or band in match.get("band", []):
+                    self._change_facts(
+                        patient, {name: True}, now, actor,
+                        f"{result.code} result {result.text or result.value}", spec["rules"],
+                    )
+
+    def _change_facts(
+        self,
+        patient: Patient,
+        changes: dict[str, Any],
+        now: datetime,
+        actor: str,
+        because: str,
+        rules: tuple[str, ...] | list[str],
+    ) -> None:
+        """Change patient facts (weight is the patient's own attribute), audited as history."""
+        for name, value in changes.items():
+            before = patient.weight_kg if name == "weight_kg" else patient.facts.get(name)
+            if before == value:
+                continue
+            if name == "weight_kg":
+                patient.weight_kg = value
+            else:
+                patient.facts[name] = value
+            patient.audit.append(
+                AuditRecord(now, actor, "patient_fact_changed", patient.id, patient.state,
+                            patient.state, because, tuple(rules),
+                            {"fact": name, "from": before, "to": value})
+            )
 
     def order_medication(
         self,
@@ -184,47 +245,49 @@ class CarePathway:
         mg_per_kg_day: float | None = None,
         route: str = "oral",
         ordered_at: datetime | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> Outcome:
-        """Place a medication order through the hard blocks; it may move the pathway."""
+        """Place a medication order through the dose model and the hard blocks.
+
+        `overrides` maps the id of an overridable block or dose range to the clinician's reason;
+        each one used is recorded as an audited override event on the patient.
+        """
         canonical = self.pathway.drug(drug)
-        for name, dose in (("mg_per_day", mg_per_day), ("mg_per_kg_day", mg_per_kg_day)):
-            if dose is not None and (
-                isinstance(dose, bool)
-                or not isinstance(dose, int | float)
-                or not 0 <= dose < 100_000
-                or dose != dose
-            ):
-                raise InvalidInput(f"{name} must be a non-negative number, not {dose!r}")
-        if mg_per_kg_day is not None and mg_per_day is None:
-            mg_per_day = round(mg_per_kg_day * patient.weight_kg, 3)
-        if mg_per_day is not None and mg_per_kg_day is None and patient.weight_kg:
-            mg_per_kg_day = round(mg_per_day / patient.weight_kg, 4)
-        route = (route or "oral").lower()
-        allowed_routes = self.pathway.drugs[canonical].get("routes", ["oral", "iv"])
+        route = (route or "oral").strip().lower()
+        allowed_routes = self.pathway.drugs[canonical].get("routes", ["oral"])
         if route not in allowed_routes:
             raise InvalidInput(f"route {route!r} is not used for {canonical}")
         at = ordered_at or now
-        self._not_future(at, now, "ordered_at")
+        self._clinical_time(at, now, "ordered_at")
+        reasons = self._override_reasons(overrides)
+        dosing = self.pathway.dosing[canonical]
+        dose = normalise_dose(dosing, patient.weight_kg, mg_per_day, mg_per_kg_day)
+        previous = next((o for o in patient.active_orders() if o.drug == canonical), None)
         details = {
             "drug": canonical,
-            "mg_per_day": mg_per_day,
-            "mg_per_kg_day": mg_per_kg_day,
+            "mg_per_day": dose.mg_per_day,
+            "mg_per_kg_day": dose.mg_per_kg_day,
             "route": route,
+            "dose_change": _dose_change(previous.mg_per_day if previous else None, dose.mg_per_day),
         }
-        situation = self._situation(patient, now, "medication_ordered", details)
-        self._check_blocks(patient, situation, actor, "medication_ordered")
-        for previous in patient.active_orders():
-            if previous.drug == canonical:
-                previous.status, previous.ended_at = "superseded", at
+        situation = self._situation(patient, now, "medication_ordered", details, at)
+        lifted = self._check_blocks(patient, situation, actor, "medication_ordered", reasons)
+        lifted += self._check_dose(patient, situation, dose, actor, reasons)
+        for previous_order in patient.active_orders():
+            if previous_order.drug == canonical:
+                previous_order.status, previous_order.ended_at = "superseded", at
         order = MedicationOrder(
             drug=canonical,
             ordered_at=at,
-            mg_per_day=mg_per_day,
-            mg_per_kg_day=mg_per_kg_day,
+            mg_per_day=dose.mg_per_day,
+            mg_per_kg_day=dose.mg_per_kg_day,
             route=route,
             ordered_by=actor,
+            dose_given_as=dose.given_as,
+            overrides=[item_id for item_id, _ in lifted],
         )
         patient.orders.append(order)
+        self._record_overrides(patient, lifted, at, now, actor, order.id)
         return self._apply(
             patient,
             "medication_ordered",
@@ -233,9 +296,9 @@ class CarePathway:
             actor,
             "medication_ordered",
             order.id,
-            details,
+            {**details, "given_as": dose.given_as, "given_value": dose.given_value},
             situation_checked=True,
-            effective_at=at,
+            at=at,
         )
 
     def review(self, patient: Patient, now: datetime, actor: str = "system") -> Outcome:
@@ -266,19 +329,20 @@ class CarePathway:
         audit_detail: dict[str, Any],
         *,
         situation_checked: bool = False,
-        effective_at: datetime | None = None,
+        at: datetime | None = None,
     ) -> Outcome:
-        situation = self._situation(patient, now, trigger, details)
+        situation = self._situation(patient, now, trigger, details, at)
         if not situation_checked:
             self._check_blocks(patient, situation, actor, trigger)
         before = patient.state
         outcome = Outcome(patient.id, before, before, record_id=record_id)
         fired = self.machine.fire(patient, trigger, situation)
         if fired is not None:
-            self._entered(patient, before, effective_at or now)
+            self._entered(patient, before, at or now)
+            self._change_facts(patient, fired.sets, now, actor, "transition", fired.rules)
             outcome.transition = fired
             outcome.state_after = patient.state
-            situation = self._situation(patient, now, trigger, details)
+            situation = self._situation(patient, now, trigger, details, at)
         self._settle(patient, situation, outcome, now)
         if action:
             patient.audit.append(
@@ -312,25 +376,120 @@ class CarePathway:
         return outcome
 
     def _check_blocks(
-        self, patient: Patient, situation: Situation, actor: str, trigger: str
-    ) -> None:
+        self,
+        patient: Patient,
+        situation: Situation,
+        actor: str,
+        trigger: str,
+        overrides: dict[str, str] | None = None,
+    ) -> list[tuple[BlockDefinition | DoseRange, str]]:
+        """Refuse the input if a block holds; the overridable blocks lifted by a reason."""
+        lifted: list[tuple[BlockDefinition | DoseRange, str]] = []
         for block in self.pathway.blocks:
             if block.trigger == trigger and holds(block.when, situation):
-                error = HardBlock(
-                    block.id, list(block.rules), block.message, self.pathway.sources_of(block.rules)
+                reason = (overrides or {}).get(block.id)
+                if reason and block.overridable:
+                    lifted.append((block, reason))
+                    continue
+                self._refuse(patient, situation, actor, block.id, block.rules, block.message,
+                             block.overridable, {"block": block.id, "trigger": trigger})
+        return lifted
+
+    def _check_dose(
+        self,
+        patient: Patient,
+        situation: Situation,
+        dose: Dose,
+        actor: str,
+        overrides: dict[str, str],
+    ) -> list[tuple[BlockDefinition | DoseRange, str]]:
+        """Refuse a dose outside the first applicable range of the drug, unless overridden."""
+        drug = situation.input["drug"]
+        dose_range = self.dose_range(drug, situation)
+        if dose_range is None:
+            return []
+        problem = dose_problem(dose_range, dose, self._dose_tolerance)
+        if problem is None:
+            return []
+        reason = overrides.get(dose_range.id)
+        if reason and dose_range.overridable:
+            return [(dose_range, reason)]
+        message = f"{drug} {problem}: {dose_range.text}"
+        self._refuse(patient, situation, actor, dose_range.id, dose_range.rules, message,
+                     dose_range.overridable, {"dose_range": dose_range.id})
+        return []
+
+    def dose_range(self, drug: str, situation: Situation) -> DoseRange | None:
+        """The first range of the drug whose condition holds for this order."""
+        dosing = self.pathway.dosing.get(drug)
+        if dosing is None:
+            return None
+        return next(
+            (r for r in dosing.ranges if r.when is None or holds(r.when, situation)), None
+        )
+
+    def _refuse(
+        self,
+        patient: Patient,
+        situation: Situation,
+        actor: str,
+        item_id: str,
+        rules: tuple[str, ...],
+        message: str,
+        overridable: bool,
+        detail: dict[str, Any],
+    ) -> None:
+        error = HardBlock(item_id, list(rules), message, self.pathway.sources_of(rules))
+        error.overridable = overridable  # type: ignore[attr-defined]
+        error.audit = AuditRecord(  # type: ignore[attr-defined]
+            situation.now,
+            actor,
+            "action_refused",
+            patient.id,
+            patient.state,
+            patient.state,
+            message,
+            rules,
+            {**detail, "overridable": overridable, **_plain(situation.input)},
+        )
+        raise error
+
+    def _override_reasons(self, overrides: dict[str, str] | None) -> dict[str, str]:
+        """Overrides with a reason each, naming blocks or dose ranges the data lets be lifted."""
+        clean: dict[str, str] = {}
+        for item_id, reason in (overrides or {}).items():
+            if self.pathway.overridable(item_id) is None:
+                raise InvalidInput(
+                    f"{item_id!r} is not a block or dose range that may be overridden"
                 )
-                error.audit = AuditRecord(  # type: ignore[attr-defined]
-                    situation.now,
-                    actor,
-                    "action_refused",
-                    patient.id,
-                    patient.state,
-                    patient.state,
-                    block.message,
-                    block.rules,
-                    {"block": block.id, "trigger": trigger, **_plain(situation.input)},
+            text = reason.strip() if isinstance(reason, str) else ""
+            if not text or len(text) > 500 or any(ord(c) < 32 for c in text):
+                raise InvalidInput(
+                    f"the override of {item_id} needs a reason (one line, 1-500 characters)"
                 )
-                raise error
+            clean[item_id] = text
+        return clean
+
+    def _record_overrides(
+        self,
+        patient: Patient,
+        lifted: list[tuple[BlockDefinition | DoseRange, str]],
+        at: datetime,
+        now: datetime,
+        actor: str,
+        record_id: str,
+    ) -> None:
+        """One override event and audit line per lifted block or range: who, when, why."""
+        for item, reason in lifted:
+            data = {"overrides": item.id, "reason": reason, "rules": list(item.rules),
+                    "order_id": record_id}
+            patient.clinical_events.append(
+                ClinicalEvent(kind=OVERRIDE_EVENT, occurred_at=at, recorded_at=now, data=data)
+            )
+            patient.audit.append(
+                AuditRecord(now, actor, "safety_rule_overridden", patient.id, patient.state,
+                            patient.state, reason, item.rules, data)
+            )
 
     def _entered(self, patient: Patient, before: str, at: datetime) -> None:
         old, new = self.pathway.lineage(before), self.pathway.lineage(patient.state)
@@ -448,15 +607,21 @@ class CarePathway:
                 any(opens is None or r.taken_at >= opens for r in s.labs.series(code))
                 for code in mdef.completed_by_labs
             )
+        opens = created if mdef.opens_before_due is None else mdef.opens_before_due.before(due)
         if mdef.completed_by_orders:
             return any(
-                o.drug in mdef.completed_by_orders and o.ordered_at >= created
+                o.drug in mdef.completed_by_orders
+                and o.ordered_at >= opens
+                and (
+                    mdef.completed_by_order is None
+                    or holds(mdef.completed_by_order, self._order_situation(patient, o, s))
+                )
                 for o in patient.orders
                 if o.status != "stopped"
             )
         if mdef.completed_by_events:
             return any(
-                e.kind in mdef.completed_by_events and e.occurred_at >= created
+                e.kind in mdef.completed_by_events and e.occurred_at >= opens
                 for e in patient.clinical_events
             )
         return False
@@ -467,37 +632,119 @@ class CarePathway:
         self, patient: Patient, s: Situation, outcome: Outcome, now: datetime
     ) -> None:
         open_by_id = {a.alert_id: a for a in patient.open_alerts()}
+        wanted: dict[str, tuple[str, str, tuple[str, ...], dict[str, Any] | None]] = {}
         for adef in self.pathway.alerts:
             if adef.trigger is not None and adef.trigger != s.trigger:
                 continue
             applicable = (
                 not adef.in_states or self.pathway.in_any(patient.state, adef.in_states)
             ) and not self.pathway.in_any(patient.state, adef.not_in_states)
-            active = applicable and holds(adef.when, s)
-            current = open_by_id.get(adef.id)
-            if active and current is None:
-                patient.alerts.append(
-                    Alert(adef.id, adef.severity, adef.message, now, list(adef.rules))
-                )
-                outcome.alerts_raised.append(adef.id)
-            elif not active and current is not None and adef.trigger is None:
+            if applicable and holds(adef.when, s):
+                wanted[adef.id] = (adef.severity, adef.message, adef.rules, adef.work_item)
+        for block in self._active_order_conflicts(patient, s):
+            message = block.active_order_message or f"An active order now meets: {block.message}"
+            wanted[block.id] = ("critical", message, block.rules, None)
+        for alert_id, (severity, message, rules, work_item) in wanted.items():
+            if alert_id not in open_by_id:
+                alert = Alert(alert_id, severity, message, now, list(rules))
+                patient.alerts.append(alert)
+                outcome.alerts_raised.append(alert_id)
+                self._route_alert(patient, alert, work_item, now)
+        one_shot = {a.id for a in self.pathway.alerts if a.trigger is not None}
+        for alert_id, current in open_by_id.items():
+            if alert_id not in wanted and alert_id not in one_shot:
                 current.status, current.closed_at, current.closed_by = "resolved", now, "engine"
-                outcome.alerts_resolved.append(adef.id)
+                outcome.alerts_resolved.append(alert_id)
+                self._close_alert_work(patient, alert_id, now)
+
+    def _active_order_conflicts(self, patient: Patient, s: Situation) -> list[BlockDefinition]:
+        """Blocks an active order meets now: a fact changed after it was placed (pregnancy on
+        mycophenolate, cirrhosis found on budesonide, TPMT deficiency on azathioprine)."""
+        found: dict[str, BlockDefinition] = {}
+        for order in patient.active_orders():
+            situation = self._order_situation(patient, order, s)
+            for block in self.pathway.blocks:
+                if (
+                    block.trigger == "medication_ordered"
+                    and block.applies_to_active_orders
+                    and block.id not in order.overrides
+                    and block.id not in found
+                    and holds(block.when, situation)
+                ):
+                    found[block.id] = block
+        return list(found.values())
+
+    def _order_situation(self, patient: Patient, order: MedicationOrder, s: Situation) -> Situation:
+        """The situation with a placed order as the input (for re-checks and completions)."""
+        earlier = [
+            o.mg_per_day
+            for o in patient.orders
+            if o.drug == order.drug and o.ordered_at < order.ordered_at and o is not order
+        ]
+        details = {
+            "drug": order.drug,
+            "mg_per_day": order.mg_per_day,
+            "mg_per_kg_day": order.mg_per_kg_day,
+            "route": order.route,
+            "dose_change": _dose_change(earlier[-1] if earlier else None, order.mg_per_day or 0),
+        }
+        return self._situation(patient, s.now, "medication_ordered", details, s.at)
+
+    def _route_alert(
+        self, patient: Patient, alert: Alert, work_item: dict[str, Any] | None, now: datetime
+    ) -> None:
+        """Open the work the data routes this alert's severity to: an urgent coordinator item
+        and a clinician email at once (a referral with its own due date where the alert says)."""
+        routing = self.pathway.alert_routing.get(alert.severity)
+        if routing is None:
+            return
+        spec = {**routing, **(work_item or {})}
+        due = parse_duration(spec.get("due", "P0D")).after(now)
+        patient.milestones.append(
+            Milestone(
+                milestone_id=f"{ALERT_WORK}{alert.alert_id}",
+                title=spec.get("title") or alert.message,
+                kind="alert",
+                due_at=due,
+                grace_until=parse_duration(spec.get("grace", "P1D")).after(due),
+                created_at=now,
+                cycle=now.isoformat(),
+                occurrence=1,
+                idempotency_key=f"{patient.id}:{ALERT_WORK}{alert.alert_id}:{alert.id}",
+                recipients=list(spec["recipients"]),
+                rule_ids=list(alert.rule_ids),
+                urgent=bool(spec.get("urgent", True)),
+                patient_id=patient.id,
+            )
+        )
+
+    def _close_alert_work(self, patient: Patient, alert_id: str, now: datetime) -> None:
+        for row in patient.open_milestones():
+            if row.milestone_id == f"{ALERT_WORK}{alert_id}":
+                row.status, row.closed_at, row.close_reason = "completed", now, "alert resolved"
 
     # ---- small parts --------------------------------------------------------------------
 
     def _situation(
-        self, patient: Patient, now: datetime, trigger: str, details: dict[str, Any]
+        self,
+        patient: Patient,
+        now: datetime,
+        trigger: str,
+        details: dict[str, Any],
+        at: datetime | None = None,
     ) -> Situation:
-        return Situation(patient, self.pathway, self.limits, now, trigger, details)
+        return Situation(patient, self.pathway, self.limits, now, trigger, details, at or now)
 
     def _transition_reason(self, t: TransitionDefinition) -> str:
         return "; ".join(f"{r}: {self.pathway.rules[r].text}" for r in t.rules)
 
     @staticmethod
-    def _not_future(moment: datetime, now: datetime, name: str) -> None:
-        if moment.tzinfo is None:
-            raise InvalidInput(f"{name} needs a time zone")
+    def _clinical_time(moment: datetime, now: datetime, name: str) -> None:
+        """A clinical time must be aware, not before 1900 and not in the future."""
+        if not isinstance(moment, datetime) or moment.tzinfo is None:
+            raise InvalidInput(f"{name} needs a date and time with a time zone")
+        if moment < EARLIEST_CLINICAL_TIME:
+            raise InvalidInput(f"{name} {moment.isoformat()} is before 1900")
         if moment > now + CLOCK_SKEW:
             raise InvalidInput(f"{name} {moment.isoformat()} is in the future")
 
@@ -560,6 +807,15 @@ def _events_read_by_conditions(pathway: Pathway) -> frozenset[str]:
     walk([a.when for a in pathway.alerts])
     walk([(m.when, m.unless) for m in pathway.milestones])
     return frozenset(found)
+
+
+def _dose_change(before: float | None, after: float) -> str:
+    """How an order changes the dose of the same drug: new, increase, same or decrease."""
+    if before is None:
+        return "new"
+    if after < before:
+        return "decrease"
+    return "increase" if after > before else "same"
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

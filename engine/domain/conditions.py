@@ -28,6 +28,11 @@ class Situation:
     now: datetime
     trigger: str | None = None
     input: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None  # the input's clinical time; guards judge what was true then
+
+    def __post_init__(self) -> None:
+        if self.at is None:
+            self.at = self.now
 
     @cached_property
     def labs(self) -> LabHistory:
@@ -38,7 +43,9 @@ class Situation:
 
     def fact(self, name: str) -> Any:
         if name == "age_years":
-            return self.patient.age_years(self.now.date())
+            return self.patient.age_years(self.at.date())
+        if name == "weight_kg":
+            return self.patient.weight_kg
         return self.patient.facts.get(name)
 
     def anchor(self, name: str) -> datetime | None:
@@ -87,9 +94,9 @@ def _elapsed(arg: dict[str, Any], s: Situation) -> bool:
     since = s.anchor(arg["since"])
     if since is None:
         return False
-    if "at_least" in arg and s.now < parse_duration(arg["at_least"]).after(since):
+    if "at_least" in arg and s.at < parse_duration(arg["at_least"]).after(since):
         return False
-    return not ("less_than" in arg and s.now >= parse_duration(arg["less_than"]).after(since))
+    return not ("less_than" in arg and s.at >= parse_duration(arg["less_than"]).after(since))
 
 
 def _lab_latest(arg: dict[str, Any], s: Situation) -> bool:
@@ -124,6 +131,36 @@ def _fall(arg: dict[str, Any], s: Situation) -> bool:
     return not ("at_least_pct" in arg and pct < arg["at_least_pct"])
 
 
+def _response_in_window(arg: dict[str, Any], s: Situation) -> bool:
+    """Each lab's result nearest to `nearest` after the anchor, within [from, to] and taken by
+    the input's clinical time, fell less than `fall_less_than_pct` from baseline (and is above
+    the ULN when `above_uln`). Labs with no result in the window are not judged; at least one
+    must be."""
+    since = s.anchor(arg["since"])
+    if since is None:
+        return False
+    target = parse_duration(arg["nearest"]).after(since)
+    opens = parse_duration(arg["from"]).after(since)
+    closes = min(parse_duration(arg["to"]).after(since), s.at)
+    judged = False
+    for code in arg["labs"]:
+        window = [r for r in s.labs.series(code) if opens <= r.taken_at <= closes]
+        if not window:
+            continue
+        nearest = min(window, key=lambda r: (abs((r.taken_at - target).total_seconds()), r.taken_at))
+        base = s.labs.baseline(code, since)
+        if base is None or base is nearest or not base.value or nearest.value is None:
+            continue
+        fall = (base.value - nearest.value) / base.value * 100.0
+        uln = s.uln(code)
+        if arg.get("above_uln") and (uln is None or nearest.value <= uln):
+            return False
+        if fall >= arg["fall_less_than_pct"]:
+            return False
+        judged = True
+    return judged
+
+
 def _improving(arg: dict[str, Any], s: Situation) -> bool:
     """Latest value below the value at (or just before) entering the current state."""
     entered = s.anchor("state_entered")
@@ -142,7 +179,7 @@ def _lab_since(arg: dict[str, Any], s: Situation) -> bool:
 def _sustained(arg: dict[str, Any], s: Situation) -> bool:
     labs = arg["labs"]
     start = s.labs.normal_since(labs, {c: s.uln(c) for c in labs})
-    return start is not None and s.now >= parse_duration(arg["for_at_least"]).after(start)
+    return start is not None and s.at >= parse_duration(arg["for_at_least"]).after(start)
 
 
 def _event_since(arg: dict[str, Any], s: Situation) -> bool:
@@ -171,11 +208,13 @@ _PRIMITIVES: dict[str, Callable[[Any, Situation], bool]] = {
     "lab_band": _lab_band,
     "labs_within_uln": lambda arg, s: all(s.labs.within_uln(c, s.uln(c)) for c in arg),
     "lab_fall_from_baseline": _fall,
+    "lab_response_in_window": _response_in_window,
     "lab_improving": _improving,
     "sustained_within_uln": _sustained,
     "elapsed": _elapsed,
     "event_since": _event_since,
     "on_drug": lambda arg, s: s.patient.on_drug(arg["in"]),
+    "state": lambda arg, s: s.pathway.in_any(s.patient.state, arg),
 }
 
 

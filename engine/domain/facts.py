@@ -20,6 +20,9 @@ def checked_facts(pathway: Pathway, facts: dict[str, Any] | None) -> dict[str, A
         if spec["type"] == "boolean":
             if not isinstance(value, bool):
                 raise InvalidInput(f"fact {name} must be true or false")
+        elif spec["type"] == "choice":
+            if value not in spec.get("values", []):
+                raise InvalidInput(f"fact {name} must be one of {', '.join(spec['values'])}")
         elif isinstance(value, bool) or not isinstance(value, int | float) or value != value:
             raise InvalidInput(f"fact {name} must be a number")
         elif not spec.get("min", float("-inf")) <= value <= spec.get("max", float("inf")):

@@ -31,18 +31,32 @@ def normalise_result(
         raise InvalidInput(f"{lab.code} needs a number, not {value!r}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput(f"{lab.code} needs a number, not {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise InvalidInput(f"{lab.code} must be a finite, non-negative number, not {value!r}")
-    given = (unit or lab.unit or "").strip()
+    accepted = ", ".join(lab.convertible)
+    given = (unit or "").strip()
+    if not given:
+        raise InvalidInput(f"{lab.code} needs a unit; accepted: {accepted}")
     factor = lab.convertible.get(given)
     if factor is None:
         raise InvalidInput(
-            f"{lab.code} unit {unit!r} cannot be converted to {lab.unit}; "
-            f"accepted: {', '.join(lab.convertible)}"
+            f"{lab.code} unit {unit!r} cannot be converted to {lab.unit}; accepted: {accepted}"
         )
-    return number * factor, None, lab.unit
+    converted = number * factor
+    if not math.isfinite(number) or not math.isfinite(converted):
+        raise InvalidInput(f"{lab.code} must be a finite number, not {value!r}")
+    if lab.plausible is not None:
+        low, high = lab.plausible
+        if not low <= converted <= high:
+            raise InvalidInput(
+                f"{lab.code} {value} {given} ({converted:g} {lab.unit}) is outside the plausible "
+                f"range {low:g}-{high:g} {lab.unit}; check the value and its unit"
+            )
+    elif converted < 0:
+        raise InvalidInput(f"{lab.code} must not be negative, not {value!r}")
+    if lab.precision is not None:
+        converted = round(converted, lab.precision)
+    return converted, None, lab.unit
 
 
 class ReferenceLimits:

@@ -50,6 +50,8 @@ class MedicationOrder:
     status: str = "active"  # active | superseded | stopped
     ended_at: datetime | None = None
     ordered_by: str = ""
+    dose_given_as: str | None = None  # mg_per_day | mg_per_kg_day: what the clinician stated
+    overrides: list[str] = field(default_factory=list)  # ids of blocks/ranges lifted, with reason
     id: str = field(default_factory=new_id)
 
 

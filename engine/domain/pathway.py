@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.domain.dosing import DoseRange, DrugDosing
 from engine.domain.durations import Duration
 from engine.domain.errors import UnknownCode
 
@@ -34,6 +35,8 @@ class LabDefinition:
     bands: tuple[tuple[str, float | None], ...]
     values: tuple[str, ...]
     rules: tuple[str, ...]
+    plausible: tuple[float, float] | None = None
+    precision: int | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class TransitionDefinition:
     dest: str
     guards: tuple[Condition, ...]
     rules: tuple[str, ...]
+    sets: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class BlockDefinition:
     when: Condition
     message: str
     rules: tuple[str, ...]
+    overridable: bool = False
+    applies_to_active_orders: bool = True
+    active_order_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,7 @@ class AlertDefinition:
     trigger: str | None = None
     in_states: tuple[str, ...] = ()
     not_in_states: tuple[str, ...] = ()
+    work_item: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ class MilestoneDefinition:
     completed_by_labs: tuple[str, ...] = ()
     completed_by_orders: tuple[str, ...] = ()
     completed_by_events: tuple[str, ...] = ()
+    completed_by_order: Condition | None = None
+    opens_before_due: Duration | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,8 @@ class Pathway:
     blocks: list[BlockDefinition]
     alerts: list[AlertDefinition]
     milestones: list[MilestoneDefinition]
+    dosing: dict[str, DrugDosing] = field(default_factory=dict)
+    alert_routing: dict[str, dict[str, Any]] = field(default_factory=dict)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -179,6 +191,17 @@ class Pathway:
         if kind not in self.events:
             raise UnknownCode(f"unknown clinical event {kind!r}; known: {', '.join(self.events)}")
         return self.events[kind]
+
+    def overridable(self, item_id: str) -> BlockDefinition | DoseRange | None:
+        """The block or dose range with this id when the data lets a clinician override it."""
+        for block in self.blocks:
+            if block.id == item_id:
+                return block if block.overridable else None
+        for dosing in self.dosing.values():
+            for dose_range in dosing.ranges:
+                if dose_range.id == item_id:
+                    return dose_range if dose_range.overridable else None
+        return None
 
     def is_within(self, state: str, scope: str) -> bool:
         """True when `state` is `scope` or one of its sub-states."""

@@ -231,7 +231,6 @@ def test_severity_scores_set_the_patient_facts():
     [
         ("transplant_performed", {}),
         ("transplant_declined", {}),
-        ("intolerance", {"drug": "azathioprine"}),
     ],
 )
 def test_event_not_allowed_in_screening_leaves_the_patient_unchanged(kind, data):

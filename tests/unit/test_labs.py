@@ -37,7 +37,8 @@ def labs():
         ("AST", 0.5, "ukat/L", 30.0),
         ("ALT", 45, "IU/L", 45.0),
         ("ALT", 45, "U/L", 45.0),
-        ("ALT", "45", None, 45.0),  # no unit: the pathway unit
+        ("ALT", "45", "U/L", 45.0),
+        ("IgG", 2699, "mg/dL", 26.99),  # stored at the lab's precision, not 26.990000000000002
         ("ALT", " 45.5 ", "U/L", 45.5),
         ("IgG", 1600, "mg/dL", 16.0),
         ("IgG", 1.6, "g/dL", 16.0),
@@ -54,7 +55,37 @@ def test_quantitative_results_are_converted_to_the_pathway_unit(labs, code, valu
     assert canonical == labs[code].unit
 
 
-@pytest.mark.parametrize("unit", ["mmol/L", "u/l", "g/L", "%", " "])
+@pytest.mark.parametrize("code", ["ALT", "AST", "IgG", "BILI", "INR", "TPMT"])
+@pytest.mark.parametrize("unit", [None, "", "  "])
+def test_a_quantitative_result_without_a_unit_is_refused_naming_the_accepted_units(
+    labs, code, unit
+):
+    with pytest.raises(InvalidInput) as caught:
+        normalise_result(labs[code], 1, unit)
+
+    assert "needs a unit" in str(caught.value)
+    assert all(accepted in str(caught.value) for accepted in labs[code].convertible)
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "unit"),
+    [
+        ("ALT", 1e308, "ukat/L"),  # finite given, infinite after conversion
+        ("BILI", 1e308, "mg/dL"),
+        ("ALT", 45000, "U/L"),  # U/L typed where ukat/L was meant: 1,000x off
+        ("IgG", 1500, "g/L"),  # mg/dL value given as g/L: 100x off
+        ("INR", 110, "{INR}"),
+        ("TPMT", -1, "U/mL"),
+        ("ALT", "nan", "U/L"),
+        ("ALT", "inf", "U/L"),
+    ],
+)
+def test_an_implausible_or_non_finite_value_is_refused(labs, code, value, unit):
+    with pytest.raises(InvalidInput):
+        normalise_result(labs[code], value, unit)
+
+
+@pytest.mark.parametrize("unit", ["mmol/L", "u/l", "g/L", "%"])
 def test_an_unconvertible_unit_is_refused_naming_the_accepted_ones(labs, unit):
     with pytest.raises(InvalidInput) as caught:
         normalise_result(labs["ALT"], 45, unit)
