@@ -1,10 +1,27 @@
-"""Coordinator queues over HTTP: counts, filters, claim/complete/snooze, site scoping, audit."""
+"""Coordinator queues over HTTP: counts, filters, claim/complete/snooze, site scoping, audit;
+claims owned (409 for anyone but the holder) and the audited take-over; bounded snoozes and
+offsets."""
 
 from __future__ import annotations
 
+import tempfile
+from datetime import timedelta
+from typing import Any
+
 import pytest
 
-from tests.api.test_role_matrix import work_item_of
+from engine.adapters.mail import MaildirOutbox
+from engine.services.coordinator_queue import coordinator_queue
+from engine.services.dispatch import dispatch_due_reminders
+from engine.services.reminders import DeliveryPolicy
+
+
+def work_item_of(patient_id: str, uow_factory) -> dict[str, Any]:
+    """A coordinator item (and its reminder) for the patient: the screening reminders are due
+    at enrolment, so one in-process dispatch round puts them in the queue."""
+    dispatch_due_reminders(uow_factory, MaildirOutbox(tempfile.mkdtemp()), DeliveryPolicy())
+    items = coordinator_queue(uow_factory(), "test", limit=200)["items"]
+    return next(i for i in items if i["patient_id"] == patient_id)
 
 
 @pytest.fixture
@@ -93,3 +110,76 @@ def test_listing_the_queue_is_audited_with_the_patients_shown(client, callers, i
     audit = client.get("/audit", headers=callers["auditor"]).json()
     viewed = [e for e in audit if e["action"] == "queue_viewed"]
     assert viewed and item["patient_id"] in viewed[0]["detail"]["patients"]
+
+
+def test_another_coordinator_cannot_release_complete_or_snooze_a_claimed_item(
+    client, callers, uow_factory, item, clock
+):
+    callers.add(uow_factory, "coordinator-b", "coordinator", "north")
+    url = f"/queues/items/{item['id']}"
+    assert client.post(f"{url}/claim", headers=callers["coordinator"]).status_code == 200
+    until = (clock.now() + timedelta(days=2)).isoformat()
+    for action, body in (
+        ("release", None),
+        ("complete", {"note": "done"}),
+        ("snooze", {"until": until, "reason": "away"}),
+        ("claim", None),
+    ):
+        response = client.post(f"{url}/{action}", json=body, headers=callers["coordinator-b"])
+        assert response.status_code == 409, (action, response.text)
+        assert "take it over" in response.json()["detail"]
+
+
+def test_a_take_over_needs_a_reason_and_is_audited_with_the_previous_holder(
+    client, callers, uow_factory, item
+):
+    callers.add(uow_factory, "coordinator-b", "coordinator", "north")
+    url = f"/queues/items/{item['id']}"
+    client.post(f"{url}/claim", headers=callers["coordinator"])
+    no_reason = client.post(
+        f"{url}/take-over", json={"reason": ""}, headers=callers["coordinator-b"]
+    )
+    assert no_reason.status_code == 422
+    taken = client.post(
+        f"{url}/take-over", json={"reason": "A is on leave"}, headers=callers["coordinator-b"]
+    )
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["claimed_by"] == f"user:{callers.users['coordinator-b']['id']}"
+    assert client.post(f"{url}/release", headers=callers["coordinator"]).status_code == 409
+    audit = client.get(
+        "/audit", params={"patient_id": item["patient_id"]}, headers=callers["auditor"]
+    ).json()
+    row = next(e for e in audit if e["action"] == "item_taken_over")
+    assert row["detail"]["previous_holder"] == f"user:{callers.users['coordinator']['id']}"
+    assert "A is on leave" in row["reason"]
+
+
+@pytest.mark.parametrize("days", [29, 365 * 8000])
+def test_a_snooze_longer_than_28_days_is_refused_with_a_reason(client, callers, item, clock, days):
+    until = (
+        "9999-12-31T00:00:00+00:00"
+        if days > 365 * 100
+        else (clock.now() + timedelta(days=days)).isoformat()
+    )
+    response = client.post(
+        f"/queues/items/{item['id']}/snooze",
+        json={"until": until, "reason": "away"},
+        headers=callers["coordinator"],
+    )
+    assert response.status_code == 422, response.text
+
+
+def test_a_28_day_snooze_is_accepted(client, callers, item, clock):
+    until = (clock.now() + timedelta(days=28)).isoformat()
+    response = client.post(
+        f"/queues/items/{item['id']}/snooze",
+        json={"until": until, "reason": "away"},
+        headers=callers["coordinator"],
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("offset", ["99999999999999999999", "10000001", "-1"])
+def test_an_out_of_range_offset_is_refused_with_422(client, callers, offset):
+    response = client.get("/queues", params={"offset": offset}, headers=callers["coordinator"])
+    assert response.status_code == 422, response.text
