@@ -206,8 +206,12 @@ class CarePathway:
                 )
                 if result.text in match.get("in", []) or band in match.get("band", []):
                     self._change_facts(
-                        patient, {name: True}, now, actor,
-                        f"{result.code} result {result.text or result.value}", spec["rules"],
+                        patient,
+                        {name: True},
+                        now,
+                        actor,
+                        f"{result.code} result {result.text or result.value}",
+                        spec["rules"],
                     )
 
     def _change_facts(
@@ -229,9 +233,17 @@ class CarePathway:
             else:
                 patient.facts[name] = value
             patient.audit.append(
-                AuditRecord(now, actor, "patient_fact_changed", patient.id, patient.state,
-                            patient.state, because, tuple(rules),
-                            {"fact": name, "from": before, "to": value})
+                AuditRecord(
+                    now,
+                    actor,
+                    "patient_fact_changed",
+                    patient.id,
+                    patient.state,
+                    patient.state,
+                    because,
+                    tuple(rules),
+                    {"fact": name, "from": before, "to": value},
+                )
             )
 
     def order_medication(
@@ -284,7 +296,7 @@ class CarePathway:
             route=route,
             ordered_by=actor,
             dose_given_as=dose.given_as,
-            overrides=[item_id for item_id, _ in lifted],
+            overrides=[item.id for item, _ in lifted],
         )
         patient.orders.append(order)
         self._record_overrides(patient, lifted, at, now, actor, order.id)
@@ -391,8 +403,16 @@ class CarePathway:
                 if reason and block.overridable:
                     lifted.append((block, reason))
                     continue
-                self._refuse(patient, situation, actor, block.id, block.rules, block.message,
-                             block.overridable, {"block": block.id, "trigger": trigger})
+                self._refuse(
+                    patient,
+                    situation,
+                    actor,
+                    block.id,
+                    block.rules,
+                    block.message,
+                    block.overridable,
+                    {"block": block.id, "trigger": trigger},
+                )
         return lifted
 
     def _check_dose(
@@ -415,8 +435,16 @@ class CarePathway:
         if reason and dose_range.overridable:
             return [(dose_range, reason)]
         message = f"{drug} {problem}: {dose_range.text}"
-        self._refuse(patient, situation, actor, dose_range.id, dose_range.rules, message,
-                     dose_range.overridable, {"dose_range": dose_range.id})
+        self._refuse(
+            patient,
+            situation,
+            actor,
+            dose_range.id,
+            dose_range.rules,
+            message,
+            dose_range.overridable,
+            {"block": dose_range.id, "dose_range": True},
+        )
         return []
 
     def dose_range(self, drug: str, situation: Situation) -> DoseRange | None:
@@ -424,9 +452,7 @@ class CarePathway:
         dosing = self.pathway.dosing.get(drug)
         if dosing is None:
             return None
-        return next(
-            (r for r in dosing.ranges if r.when is None or holds(r.when, situation)), None
-        )
+        return next((r for r in dosing.ranges if r.when is None or holds(r.when, situation)), None)
 
     def _refuse(
         self,
@@ -439,8 +465,9 @@ class CarePathway:
         overridable: bool,
         detail: dict[str, Any],
     ) -> None:
-        error = HardBlock(item_id, list(rules), message, self.pathway.sources_of(rules))
-        error.overridable = overridable  # type: ignore[attr-defined]
+        error = HardBlock(
+            item_id, list(rules), message, self.pathway.sources_of(rules), overridable
+        )
         error.audit = AuditRecord(  # type: ignore[attr-defined]
             situation.now,
             actor,
@@ -481,14 +508,27 @@ class CarePathway:
     ) -> None:
         """One override event and audit line per lifted block or range: who, when, why."""
         for item, reason in lifted:
-            data = {"overrides": item.id, "reason": reason, "rules": list(item.rules),
-                    "order_id": record_id}
+            data = {
+                "overrides": item.id,
+                "reason": reason,
+                "rules": list(item.rules),
+                "order_id": record_id,
+            }
             patient.clinical_events.append(
                 ClinicalEvent(kind=OVERRIDE_EVENT, occurred_at=at, recorded_at=now, data=data)
             )
             patient.audit.append(
-                AuditRecord(now, actor, "safety_rule_overridden", patient.id, patient.state,
-                            patient.state, reason, item.rules, data)
+                AuditRecord(
+                    now,
+                    actor,
+                    "safety_rule_overridden",
+                    patient.id,
+                    patient.state,
+                    patient.state,
+                    reason,
+                    item.rules,
+                    data,
+                )
             )
 
     def _entered(self, patient: Patient, before: str, at: datetime) -> None:

@@ -147,7 +147,9 @@ def _response_in_window(arg: dict[str, Any], s: Situation) -> bool:
         window = [r for r in s.labs.series(code) if opens <= r.taken_at <= closes]
         if not window:
             continue
-        nearest = min(window, key=lambda r: (abs((r.taken_at - target).total_seconds()), r.taken_at))
+        nearest = min(
+            window, key=lambda r: (abs((r.taken_at - target).total_seconds()), r.taken_at)
+        )
         base = s.labs.baseline(code, since)
         if base is None or base is nearest or not base.value or nearest.value is None:
             continue

@@ -115,7 +115,11 @@ def range_text(dose_range: DoseRange) -> str:
 def _bounds_text(low: float | None, high: float | None, unit: str) -> str:
     if low is not None and high is not None:
         same = low == high
-        return f"{_shown(low)} {UNIT_TEXT[unit]}" if same else f"{_shown(low)}-{_shown(high)} {UNIT_TEXT[unit]}"
+        return (
+            f"{_shown(low)} {UNIT_TEXT[unit]}"
+            if same
+            else f"{_shown(low)}-{_shown(high)} {UNIT_TEXT[unit]}"
+        )
     if low is not None:
         return f"at least {_shown(low)} {UNIT_TEXT[unit]}"
     return f"at most {_shown(high)} {UNIT_TEXT[unit]}"

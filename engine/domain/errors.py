@@ -52,9 +52,18 @@ class HardBlock(DomainError):
 
     code = "hard-block"
 
-    def __init__(self, block_id: str, rule_ids: list[str], message: str, sources: list[str]):
+    def __init__(
+        self,
+        block_id: str,
+        rule_ids: list[str],
+        message: str,
+        sources: list[str],
+        overridable: bool = False,
+    ):
         cited = ", ".join(rule_ids)
-        super().__init__(f"{cited}: {message} [{','.join(sources)}]")
+        lift = " A clinician may override it with a reason." if overridable else ""
+        super().__init__(f"{cited}: {message} [{','.join(sources)}]{lift}")
+        self.overridable = overridable
         self.block_id = block_id
         self.rule_ids = rule_ids
         self.sources = sources

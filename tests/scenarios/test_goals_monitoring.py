@@ -156,8 +156,8 @@ def test_persistent_alt_elevation_before_4_weeks_is_not_yet_flagged():
     assert "partial-response" not in chart.alert_ids()
 
 
-@covers("MON-RISK")
-def test_partial_response_flag_resolves_when_alt_normalises():
+@covers("MON-RISK", "GOAL-CBR")
+def test_partial_response_flag_stays_while_igg_is_raised_and_resolves_when_all_normalise():
     chart = make_patient()
     screened(chart)
     start_prednisolone(chart)
@@ -165,10 +165,25 @@ def test_partial_response_flag_resolves_when_alt_normalises():
     chart.lab("ALT", 120)
 
     chart.advance(weeks=3)
-    outcome = chart.lab("ALT", 35)
+    chart.lab("ALT", 35)
+    assert "partial-response" in chart.alert_ids()  # AST and IgG still above the ULN
+
+    outcome = chart.labs(AST=25, IgG=12)  # the last one raised comes back within the ULN
 
     assert "partial-response" in outcome.alerts_resolved
     assert "partial-response" not in chart.alert_ids()
+
+
+@covers("GOAL-CBR", "SAFE-PARTIAL")
+def test_normal_alt_with_raised_igg_is_flagged_as_partial_response():
+    chart = make_patient()
+    screened(chart)
+    start_prednisolone(chart)
+    chart.advance(weeks=5)
+
+    chart.labs(ALT=30, AST=30, IgG=22)
+
+    assert "partial-response" in chart.alert_ids()
 
 
 @covers("MON-BIOPSY", "SAFE-EARLY-STOP")

@@ -147,11 +147,11 @@ def test_child_on_prednisolone_enters_paediatric_induction():
 
 
 @covers("IND-CHILD")
-def test_adult_on_the_same_order_enters_adult_induction():
+def test_adult_on_the_same_weight_based_order_enters_adult_induction():
     chart = make_patient(weight_kg=30)
     screened(chart)
 
-    chart.order("prednisolone", mg_per_kg_day=2)
+    chart.order("prednisolone", mg_per_kg_day=1)  # 30 mg/day
 
     assert chart.state == "induction.prednisolone"
 
@@ -170,18 +170,47 @@ def test_child_gets_a_dose_decrease_reminder_after_2_weeks_of_high_dose():
 
 
 @covers("IND-CHILD", "TAP-4W")
-def test_child_may_taper_after_2_weeks_not_before():
+def test_child_gradual_decrease_advances_at_each_step_and_completes_the_reminder():
+    chart = make_patient(birth_date=CHILD_BIRTH, weight_kg=30)
+    screened(chart)
+    chart.order("prednisolone", mg_per_kg_day=2)  # 60 mg/day
+    chart.advance(days=14)
+
+    outcome = chart.order("prednisolone", mg_per_day=40)
+
+    assert chart.state == "induction.paediatric_decrease"
+    assert "IND-CHILD" in outcome.transition.rules
+    assert chart.milestones("paediatric-dose-decrease")[0].status == "completed"
+
+    chart.advance(days=7)
+    chart.order("prednisolone", mg_per_day=20)
+    assert chart.state == "induction.paediatric_decrease"
+
+    chart.advance(days=7)
+    chart.order("prednisolone", mg_per_day=10)
+    assert chart.state == "taper.10mg"
+
+
+@covers("IND-CHILD")
+def test_child_may_not_drop_straight_to_10mg_before_2_weeks_of_high_dose():
     chart = make_patient(birth_date=CHILD_BIRTH, weight_kg=30)
     screened(chart)
     chart.order("prednisolone", mg_per_kg_day=2)
     chart.advance(days=10)
 
     chart.order("prednisolone", mg_per_day=10)
-    assert chart.state == "induction.paediatric"
 
-    chart.advance(days=4)
-    outcome = chart.order("prednisolone", mg_per_day=10)
+    assert chart.state == "induction.paediatric_decrease"  # a decrease, not yet the taper
 
-    assert chart.state == "taper.10mg"
-    assert "IND-CHILD" in outcome.transition.rules
-    assert chart.milestones("paediatric-dose-decrease")[0].status == "completed"
+
+@covers("IND-CHILD")
+def test_child_high_dose_above_the_cap_is_refused_with_the_rule():
+    chart = make_patient(birth_date=CHILD_BIRTH, weight_kg=40)
+    screened(chart)
+
+    error = chart.refused(
+        lambda: chart.order("prednisolone", mg_per_kg_day=2.5), "IND-CHILD"
+    )  # 100 mg/day: above 2 mg/kg/day and above 60 mg/day
+
+    assert error.block_id == "prednisolone-child-high-dose"
+    assert chart.state == "screening"

@@ -42,8 +42,8 @@ def test_relapse_schedules_an_urgent_re_treatment_reminder_completed_by_restarti
 def test_lab_codes_are_accepted_in_any_case_and_as_loinc():
     chart = make_patient()
 
-    chart.lab("igg", 20)
-    chart.lab("1742-6", 90)
+    chart.lab("igg", 20, "g/L")
+    chart.lab("1742-6", 90, "U/L")
 
     assert {r.code for r in chart.patient.labs} == {"IgG", "ALT"}
 

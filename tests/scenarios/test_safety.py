@@ -96,6 +96,7 @@ def test_intermediate_tpmt_allows_azathioprine_with_a_warning():
     chart = make_patient()
     screened(chart, tpmt=20)
     start_prednisolone(chart)
+    chart.advance(days=14)  # IND-AZA-DELAY
 
     start_azathioprine(chart, mg_per_kg_day=1)
 
@@ -173,6 +174,7 @@ def test_azathioprine_may_be_started_in_pregnancy():
     chart = make_patient(pregnant=True)
     screened(chart)
     start_prednisolone(chart)
+    chart.advance(days=14)  # IND-AZA-DELAY
 
     start_azathioprine(chart)
 
@@ -187,6 +189,7 @@ def test_azathioprine_in_cirrhosis_warns_of_hepatotoxicity():
     chart = make_patient(cirrhosis=True)
     screened(chart)
     start_prednisolone(chart)
+    chart.advance(days=14)  # IND-AZA-DELAY
 
     outcome = start_azathioprine(chart)
 
@@ -199,6 +202,7 @@ def test_decompensation_on_azathioprine_warns_and_no_warning_without_advanced_di
     chart = make_patient(cirrhosis=False)
     screened(chart)
     start_prednisolone(chart)
+    chart.advance(days=14)  # IND-AZA-DELAY
     start_azathioprine(chart)
     assert "aza-advanced-liver-disease" not in chart.alert_ids()
 

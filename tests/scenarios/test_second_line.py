@@ -28,14 +28,49 @@ def _in_second_line(**patient) -> Chart:
     return chart
 
 
-@covers("SL-MMF", "SL-TAC", "SL-AZA2")
-def test_second_line_assessment_asks_for_a_regimen_within_a_week():
+@covers("SL-MMF", "RSP-INTOL")
+def test_intolerance_asks_for_mycophenolate_within_a_week():
     chart = _in_second_line()
 
-    row = chart.pending("second-line-regimen-choice")
+    row = chart.pending("second-line-regimen-choice-intolerance")
 
     assert row.due_at == chart.now + timedelta(days=7)
     assert row.recipients == ["clinician"]
+    assert "mycophenolate" in row.title
+    assert chart.pending("second-line-regimen-choice") is None
+    assert chart.facts["second_line_for"] == "intolerance"
+
+
+@covers("SL-TAC", "SL-AZA2", "RSP-NONRESP")
+def test_refractory_disease_asks_for_tacrolimus_or_high_dose_azathioprine():
+    chart = make_patient()
+    screened(chart)
+    start_prednisolone(chart)
+    chart.advance(weeks=4)
+
+    chart.lab("ALT", 300)  # 25% fall from 400: non-response
+
+    assert chart.state == "second_line.assessment"
+    assert chart.facts["second_line_for"] == "refractory"
+    row = chart.pending("second-line-regimen-choice")
+    assert "tacrolimus" in row.title and "azathioprine" in row.title
+    assert chart.pending("second-line-regimen-choice-intolerance") is None
+
+
+@covers("RSP-INTOL", "SL-MMF")
+def test_azathioprine_after_azathioprine_intolerance_needs_an_override_with_a_reason():
+    chart = on_standard_induction()
+    chart.event("intolerance", drug="azathioprine")
+
+    error = chart.refused(lambda: chart.order("azathioprine", mg_per_kg_day=2), "RSP-INTOL")
+    assert error.block_id == "aza-after-intolerance"
+
+    chart.order(
+        "azathioprine",
+        mg_per_kg_day=2,
+        overrides={"aza-after-intolerance": "mild nausea only; patient prefers re-challenge"},
+    )
+    assert chart.state == "second_line.aza_high"
 
 
 @covers("SL-MMF")
@@ -47,7 +82,7 @@ def test_mmf_order_in_second_line_starts_mmf_and_its_response_assessment():
     assert chart.state == "second_line.mmf"
     assert outcome.transition.rules == ("SL-MMF",)
     assert chart.active_drugs()["mycophenolate_mofetil"].mg_per_day == 1000
-    assert chart.milestones("second-line-regimen-choice")[0].status == "completed"
+    assert chart.milestones("second-line-regimen-choice-intolerance")[0].status == "completed"
     row = chart.pending("second-line-response-assessment")
     assert row.due_at == chart.now + timedelta(weeks=4)
 
@@ -95,7 +130,7 @@ def test_switch_from_mmf_to_tacrolimus_and_back():
     chart = _in_second_line()
     chart.order("mmf", mg_per_day=1000)
 
-    chart.order("tacrolimus", mg_per_day=2)
+    chart.order("tacrolimus", mg_per_kg_day=0.075)
     assert chart.state == "second_line.tacrolimus"
 
     chart.order("mycophenolate", mg_per_day=1500)
@@ -123,22 +158,41 @@ def test_azathioprine_dose_in_mg_counts_per_kg_for_the_high_dose_step():
 
 
 @covers("SL-AZA2")
-def test_azathioprine_below_2mg_per_kg_is_not_the_high_dose_step():
+def test_azathioprine_below_2mg_per_kg_in_second_line_is_refused_unless_overridden():
     chart = _in_second_line()
 
-    chart.order("azathioprine", mg_per_kg_day=1.5)
+    error = chart.refused(lambda: chart.order("azathioprine", mg_per_kg_day=1.5), "SL-AZA2")
+    assert error.block_id == "azathioprine-second-line-high"
+    assert error.overridable
 
-    assert chart.state == "second_line.assessment"
+    chart.order(
+        "azathioprine",
+        mg_per_kg_day=1.5,
+        overrides={"azathioprine-second-line-high": "intermediate TPMT activity"},
+    )
+    assert chart.state == "second_line.aza_high"
+    order = chart.active_drugs()["azathioprine"]
+    assert order.overrides == ["azathioprine-second-line-high"]
+    override = [e for e in chart.patient.clinical_events if e.kind == "safety_rule_overridden"]
+    assert override[0].data["reason"] == "intermediate TPMT activity"
+    assert override[0].data["rules"] == ["SL-AZA2"]
 
 
 @covers("SL-OTHER")
 @pytest.mark.parametrize(
-    "drug", ["cyclosporine", "ciclosporin", "6-mercaptopurine", "methotrexate", "cyclophosphamide"]
+    ("drug", "dose"),
+    [
+        ("cyclosporine", {"mg_per_kg_day": 3}),
+        ("ciclosporin", {"mg_per_kg_day": 3}),
+        ("6-mercaptopurine", {"mg_per_kg_day": 1}),
+        ("methotrexate", {"mg_per_day": 2}),
+        ("cyclophosphamide", {"mg_per_kg_day": 1.5}),
+    ],
 )
-def test_other_agent_with_limited_evidence_enters_second_line_other(drug):
+def test_other_agent_with_limited_evidence_enters_second_line_other(drug, dose):
     chart = _in_second_line()
 
-    outcome = chart.order(drug, mg_per_day=50)
+    outcome = chart.order(drug, **dose)
 
     assert chart.state == "second_line.other"
     assert outcome.transition.rules == ("SL-OTHER",)

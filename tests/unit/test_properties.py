@@ -8,7 +8,10 @@ other exception is a failure. After every accepted input:
 (a) the patient is in one of the machine's leaf states;
 (b) no hard block was bypassed;
 (c) replaying the accepted inputs on a fresh patient reproduces the same state, open
-    milestones (ids and due times) and open alerts.
+    milestones (ids and due times) and open alerts;
+(d) every order carries a positive normalised dose and the unit it was given in;
+(e) every open critical alert has its open work item, and no work item outlives its alert;
+(f) sticky safety facts (TPMT deficiency, past HBV) never clear without an explicit event.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from hypothesis import strategies as st
 from engine.domain.care import new_patient
 from engine.domain.errors import DomainError
 from engine.domain.model import Patient
-from tests.fixtures_domain import T0, care
+from tests.fixtures_domain import DEFAULT_UNITS, T0, care
 
 PROFILE = settings(
     max_examples=80,
@@ -231,12 +234,14 @@ class Driver:
                 ("IgG", 25),
                 ("BILI", 30),
             ):
-                self.call("record_lab_result", code, value, None, self.now, self.now, "lab")
+                unit = DEFAULT_UNITS.get(code)
+                self.call("record_lab_result", code, value, unit, self.now, self.now, "lab")
         elif kind == "normal_year":
             for _ in range(12):
                 self.now += timedelta(days=30)
                 for code, value in (("ALT", 25), ("AST", 25), ("IgG", 12)):
-                    self.call("record_lab_result", code, value, None, self.now, self.now, "lab")
+                    unit = DEFAULT_UNITS.get(code)
+                    self.call("record_lab_result", code, value, unit, self.now, self.now, "lab")
                 self.call("review", self.now)
         else:  # pragma: no cover - a strategy bug
             raise AssertionError(step)
@@ -300,7 +305,24 @@ def check_invariants(p: Patient, method: str, args: tuple, pre: dict[str, Any]) 
     assert len(alert_ids) == len(set(alert_ids)), alert_ids
     scopes = {m.id: m.scope for m in PATHWAY.milestones}
     for m in p.open_milestones():
+        if m.milestone_id.startswith("alert:"):
+            continue
         assert PATHWAY.in_any(p.state, scopes[m.milestone_id]), (m.milestone_id, p.state)
+    # (e) every critical finding reaches a person, and its work closes with it
+    work = {m.milestone_id.removeprefix("alert:") for m in p.open_milestones() if m.kind == "alert"}
+    critical = {a.alert_id for a in p.open_alerts() if a.severity in PATHWAY.alert_routing}
+    assert work == critical, (work, critical)
+    # (d) every order has one normalised dose
+    for order in p.orders:
+        assert order.mg_per_day is not None and 0 < order.mg_per_day < 100_000, order
+        assert order.dose_given_as in ("mg_per_day", "mg_per_kg_day"), order
+    # (f) sticky facts
+    for fact, revision in (
+        ("tpmt_deficient", "tpmt_deficiency_revised"),
+        ("hbv_exposed", "hbv_status_revised"),
+    ):
+        if pre["facts"].get(fact) is True and p.facts.get(fact) is not True:
+            assert method == "record_clinical_event" and args[0] == revision, (fact, method)
     # (b) no hard block bypassed
     if method == "order_medication":
         drug = p.orders[-1].drug
@@ -310,7 +332,9 @@ def check_invariants(p: Patient, method: str, args: tuple, pre: dict[str, Any]) 
         if drug == "mycophenolate_mofetil":
             assert pre["facts"].get("pregnant") is not True
         if drug in ("azathioprine", "mercaptopurine"):
-            assert pre["tpmt"] is not None and pre["tpmt"] >= 17
+            assert pre["tpmt"] is not None
+            assert pre["facts"].get("tpmt_deficient") is not True
+            assert not any(r.code == "TPMT" and r.value < 17 for r in p.labs)
     assert all(o.drug != "obeticholic_acid" for o in p.orders)
     if p.facts.get("cirrhosis") is True:
         assert "budesonide" not in {o.drug for o in p.active_orders()}
@@ -361,13 +385,13 @@ CLINICAL_STEPS = st.one_of(
     st.just(("order", "budesonide", {"mg_per_day": 9})),
     st.just(("order", "mmf", {"mg_per_day": 1000})),
     st.just(("order", "methylprednisolone", {"mg_per_kg_day": 1, "route": "iv"})),
-    st.just(("lab", "ALT", 30, None, 0)),
-    st.just(("lab", "AST", 30, None, 0)),
-    st.just(("lab", "IgG", 12, None, 0)),
-    st.just(("lab", "ALT", 250, None, 0)),
-    st.just(("lab", "BILI", 20, None, 0)),
-    st.just(("lab", "BILI", 60, None, 0)),
-    st.just(("lab", "TPMT", 10, None, 0)),
+    st.just(("lab", "ALT", 30, "U/L", 0)),
+    st.just(("lab", "AST", 30, "U/L", 0)),
+    st.just(("lab", "IgG", 12, "g/L", 0)),
+    st.just(("lab", "ALT", 250, "U/L", 0)),
+    st.just(("lab", "BILI", 20, "umol/L", 0)),
+    st.just(("lab", "BILI", 60, "umol/L", 0)),
+    st.just(("lab", "TPMT", 10, "U/mL", 0)),
     st.just(("event", "biopsy_resulted", {"histological_activity": False})),
     st.just(("event", "stop_requested", {})),
     st.just(("event", "pregnancy", {})),
@@ -403,25 +427,25 @@ STANDARD_COURSE: list[tuple] = [
     ("advance", 14),
     ("order", "azathioprine", {"mg_per_kg_day": 1.5}),
     ("advance", 14),
-    ("lab", "ALT", 60, None, 0),
+    ("lab", "ALT", 60, "U/L", 0),
     ("order", "prednisolone", {"mg_per_day": 10}),
     ("advance", 20),
-    ("lab", "ALT", 30, None, 0),
-    ("lab", "AST", 30, None, 0),
+    ("lab", "ALT", 30, "U/L", 0),
+    ("lab", "AST", 30, "U/L", 0),
     ("order", "prednisolone", {"mg_per_day": 7.5}),
     ("advance", 95),
     ("order", "prednisolone", {"mg_per_day": 5}),
-    ("lab", "IgG", 12, None, 0),
-    ("lab", "ALT", 25, None, 0),
+    ("lab", "IgG", 12, "g/L", 0),
+    ("lab", "ALT", 25, "U/L", 0),
     ("normal_year",),
     ("normal_year",),
     ("advance", 30),
-    ("lab", "ALT", 25, None, 0),
-    ("lab", "IgG", 12, None, 0),
+    ("lab", "ALT", 25, "U/L", 0),
+    ("lab", "IgG", 12, "g/L", 0),
     ("event", "biopsy_resulted", {"histological_activity": False}),
     ("event", "stop_requested", {}),
     ("advance", 90),
-    ("lab", "ALT", 120, None, 0),
+    ("lab", "ALT", 120, "U/L", 0),
     ("order", "prednisolone", {"mg_per_day": 30}),
 ]
 
