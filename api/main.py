@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from api import errors, fhir, pages
+from api import docs, errors, fhir, pages
+from api.boundary import (
+    ASGIApp,
+    LastResort,
+    Message,
+    Receive,
+    RequestBoundary,
+    Scope,
+    Send,
+    route_template,
+)
 from api.lifespan import embedded_dispatch
 from api.routes import audit, pathways, patients, queues, users
 from api.schemas import Problem
+from api.web_security import SecurityHeaders
 from engine.bootstrap import unit_of_work_factory
 from engine.clock import Clock, SystemClock
 from engine.config import Settings, get_settings
@@ -52,7 +62,8 @@ def create_app(
         title="aih-pathways",
         version="0.1.0",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served by api/docs.py from the app's own assets (works offline)
+        redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=embedded_dispatch if dispatch else None,
     )
@@ -70,30 +81,13 @@ def create_app(
         app.include_router(router)
     errors.install(app)
     pages.install(app)
-
-    @app.middleware("http")
-    async def access_and_last_resort(request: Request, call_next) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as failure:  # never a traceback to the caller; no PHI in the log
-            access_log.error(
-                "unhandled %s at %s in %s %s",
-                type(failure).__name__,
-                _where(failure),
-                request.method,
-                _template(request),
-            )
-            response = errors.internal_error()
-        access_log.info(
-            "%s %s %s %.1fms principal=%s",
-            request.method,
-            _template(request),
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-            getattr(request.state, "principal_id", "-"),
-        )
-        return response
+    docs.install(app)
+    # Outermost last: headers on every answer, then the access line, then the edge's limits,
+    # then the last resort around everything the routes do.
+    app.add_middleware(LastResort)
+    app.add_middleware(RequestBoundary, settings=settings)
+    app.add_middleware(AccessLog)
+    app.add_middleware(SecurityHeaders)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -115,15 +109,36 @@ def create_app(
     return app
 
 
-def _where(failure: BaseException) -> str:
-    """File and line where the error was raised: enough to find it, without its message."""
-    frames = traceback.extract_tb(failure.__traceback__)
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+class AccessLog:
+    """ASGI middleware: one line per request with the method, the route template (never the
+    patient id in the URL), the status, the duration and the caller's user id: no PHI."""
 
+    def __init__(self, app: ASGIApp):
+        self.app = app
 
-def _template(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", "<unmatched>")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            access_log.info(
+                "%s %s %s %.1fms principal=%s",
+                scope.get("method", "?"),
+                route_template(scope),
+                status,
+                (time.perf_counter() - started) * 1000,
+                scope.get("state", {}).get("principal_id", "-"),
+            )
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -6,30 +6,93 @@ OpenAPI document describes exactly what is sent.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+)
+
+#: The plausible window of a clinical date or time at the edge. The engine's clock refuses a
+#: time in the future (beyond a small skew); the window here keeps every value far from the
+#: calendar's ends, so that no time-zone shift or date arithmetic can overflow.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_ISO_MOMENT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})$"
+)
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: C0 and C1 controls (CR, LF, NUL, ESC, ...) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def _iso_text(value: Any) -> Any:
-    """Dates and times come as ISO-8601 text, as the document says (not as epoch numbers)."""
-    if not isinstance(value, str | date):
-        raise ValueError("expected an ISO-8601 string")
+def clinical_moment(value: Any) -> datetime:
+    """An ISO-8601 date-time with its offset, inside the plausible window; never epoch seconds,
+    a bare date or a naive time."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and _ISO_MOMENT.match(value):
+        moment = datetime.fromisoformat(value.replace("z", "Z"))
+    else:
+        raise ValueError("expected an ISO-8601 date-time with a time zone, e.g. 2026-03-01T09:30Z")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("the date-time needs a time zone (Z or +hh:mm)")
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"the date-time must be between {EARLIEST:%Y} and {LATEST:%Y}")
+    return moment
+
+
+def clinical_day(value: Any) -> date:
+    """An ISO-8601 calendar date (YYYY-MM-DD) inside the plausible window."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        day = value
+    elif isinstance(value, str) and _ISO_DAY.match(value):
+        day = date.fromisoformat(value)
+    else:
+        raise ValueError("expected an ISO-8601 date, e.g. 1980-03-01")
+    if not EARLIEST.date() <= day < LATEST.date():
+        raise ValueError(f"the date must be between {EARLIEST:%Y} and {LATEST:%Y}")
+    return day
+
+
+def single_line(value: str) -> str:
+    """Text with no control character (CR, LF, NUL...) and not blank: safe in any header."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters (such as CR or LF) are not allowed")
+    if value and not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def note_text(value: str) -> str:
+    """Free text that may span lines (LF, CR, tab) but has no other control character."""
+    if _NOTE_CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
     return value
 
 
 # Request fields take exactly the JSON types the OpenAPI document declares: no "62" for 62,
-# no "true" for true, no epoch seconds for a date-time.
-Text64 = Annotated[str, Field(min_length=1, max_length=64)]
-Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+# no "true" for true, no epoch seconds for a date-time; text is one line; numbers are finite
+# and of a size no unit conversion can overflow.
+Line = Annotated[str, AfterValidator(single_line)]
+Text64 = Annotated[Line, Field(min_length=1, max_length=64)]
+Note = Annotated[str, AfterValidator(note_text)]
+Number = Annotated[float, Strict(), Field(ge=-1e9, le=1e9, allow_inf_nan=False)]
 Flag = Annotated[bool, Strict()]
-Moment = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
-Day = Annotated[date, BeforeValidator(_iso_text)]
+Moment = Annotated[AwareDatetime, BeforeValidator(clinical_moment)]
+Day = Annotated[date, BeforeValidator(clinical_day)]
 Dose = Annotated[float, Strict(), Field(ge=0, le=100000, allow_inf_nan=False)]
 DosePerKg = Annotated[float, Strict(), Field(ge=0, le=1000, allow_inf_nan=False)]
 Version = Annotated[
-    int, Strict(), Field(ge=0, description="The patient version the change is based on.")
+    int, Strict(), Field(ge=0, le=2**31, description="The patient version the change is based on.")
 ]
 
 
@@ -58,17 +121,17 @@ class EnrolRequest(BaseModel):
     birth_date: Day
     sex: Literal["F", "M", "X"]
     weight_kg: Annotated[float, Strict(), Field(gt=0, lt=500)]
-    facts: dict[str, Flag | Number | None] = Field(
+    facts: dict[Text64, Flag | Number | None] = Field(
         default_factory=dict, description="Pathway facts, e.g. cirrhosis, pregnancy, MELD."
     )
-    given_name: Annotated[str, Field(max_length=128)] = ""
-    family_name: Annotated[str, Field(max_length=128)] = ""
+    given_name: Annotated[Line, Field(max_length=128)] = ""
+    family_name: Annotated[Line, Field(max_length=128)] = ""
     external_id: Text64 | None = None
-    email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+    email: Annotated[Line, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
         None
     )
     phone: Annotated[str, Field(max_length=32, pattern=r"^\+?[0-9 ()./-]{3,32}$")] | None = None
-    contact_preferences: dict[str, Flag | Annotated[str, Field(max_length=64)]] = Field(
+    contact_preferences: dict[Text64, Flag | Annotated[Line, Field(max_length=64)]] = Field(
         default_factory=dict, description='e.g. {"channel": "email", "sms": false}'
     )
     pathway_key: Text64 | None = Field(None, description="A version key; default the newest.")
@@ -77,20 +140,20 @@ class EnrolRequest(BaseModel):
 class LabRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: Annotated[str, Field(min_length=1, max_length=16, description="ALT or LOINC 1742-6")]
-    value: Number | Annotated[str, Field(min_length=1, max_length=32)]
-    unit: Annotated[str, Field(max_length=16)] | None = Field(None, description="UCUM unit")
+    code: Annotated[Line, Field(min_length=1, max_length=16, description="ALT or LOINC 1742-6")]
+    value: Number | Annotated[Line, Field(min_length=1, max_length=32)]
+    unit: Annotated[Line, Field(max_length=16)] | None = Field(None, description="UCUM unit")
     taken_at: Moment | None = None
-    source: Annotated[str, Field(min_length=1, max_length=32)] = "api"
+    source: Annotated[Line, Field(min_length=1, max_length=32)] = "api"
     expected_version: Version | None = None
 
 
 class EventRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Annotated[str, Field(min_length=1, max_length=48)]
+    kind: Annotated[Line, Field(min_length=1, max_length=48)]
     occurred_at: Moment | None = None
-    data: dict[str, Flag | Number | Annotated[str, Field(max_length=200)] | None] = Field(
+    data: dict[Text64, Flag | Number | Annotated[Line, Field(max_length=200)] | None] = Field(
         default_factory=dict
     )
     expected_version: Version | None = None
@@ -99,11 +162,18 @@ class EventRequest(BaseModel):
 class OrderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    drug: Annotated[str, Field(min_length=1, max_length=48)]
+    drug: Annotated[Line, Field(min_length=1, max_length=48)]
     mg_per_day: Dose | None = None
     mg_per_kg_day: DosePerKg | None = None
-    route: Annotated[str, Field(min_length=1, max_length=16)] = "oral"
+    route: Annotated[Line, Field(min_length=1, max_length=16)] = "oral"
     ordered_at: Moment | None = None
+    overrides: Annotated[
+        dict[Text64, Annotated[Line, Field(min_length=1, max_length=500)]],
+        Field(
+            max_length=5,
+            description="Overridable block or dose-range id -> the clinician's reason (audited).",
+        ),
+    ] = Field(default_factory=dict)
     expected_version: Version | None = None
 
 
@@ -113,17 +183,17 @@ class WhatIfRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["lab", "event", "order"]
-    code: Annotated[str, Field(max_length=16)] | None = None
-    value: Number | Annotated[str, Field(max_length=32)] | None = None
-    unit: Annotated[str, Field(max_length=16)] | None = None
+    code: Annotated[Line, Field(max_length=16)] | None = None
+    value: Number | Annotated[Line, Field(max_length=32)] | None = None
+    unit: Annotated[Line, Field(max_length=16)] | None = None
     taken_at: Moment | None = None
-    event: Annotated[str, Field(max_length=48)] | None = None
+    event: Annotated[Line, Field(max_length=48)] | None = None
     occurred_at: Moment | None = None
-    data: dict[str, Flag | Number | Annotated[str, Field(max_length=200)] | None] | None = None
-    drug: Annotated[str, Field(max_length=48)] | None = None
+    data: dict[Text64, Flag | Number | Annotated[Line, Field(max_length=200)] | None] | None = None
+    drug: Annotated[Line, Field(max_length=48)] | None = None
     mg_per_day: Dose | None = None
     mg_per_kg_day: DosePerKg | None = None
-    route: Annotated[str, Field(max_length=16)] | None = None
+    route: Annotated[Line, Field(max_length=16)] | None = None
 
 
 class UserRequest(BaseModel):
@@ -455,15 +525,15 @@ class QueueItemChange(BaseModel):
 class CompleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field("", max_length=1000)
+    note: Note = Field("", max_length=1000)
     expected_version: int | None = Field(None, ge=0)
 
 
 class SnoozeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    until: AwareDatetime
-    reason: str = Field(min_length=1, max_length=500)
+    until: Moment
+    reason: Note = Field(min_length=1, max_length=500)
     expected_version: int | None = Field(None, ge=0)
 
 
@@ -472,7 +542,7 @@ class TakeOverRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Note = Field(min_length=1, max_length=500)
     expected_version: int | None = Field(None, ge=0)
 
 

@@ -78,6 +78,18 @@ def pathway_validate(files: list[Path] = typer.Argument(None)) -> None:  # noqa:
         raise typer.Exit(1)
 
 
+@pathway_app.command("verify")
+def pathway_verify(
+    depth: Annotated[int | None, typer.Option(help="Most inputs in one sequence.")] = None,
+    max_sequences: Annotated[int | None, typer.Option(help="Most sequences explored.")] = None,
+    pathway: Annotated[Path | None, typer.Option(help="Pathway file (default: aih).")] = None,
+) -> None:
+    """Model-check the pathway: explore bounded input sequences and report findings."""
+    from engine.cli_verify import run_verify
+
+    run_verify(pathway, depth, max_sequences)
+
+
 @app.command()
 def enrol(
     site: Annotated[str, typer.Option()],
@@ -152,9 +164,13 @@ def order(
     mg_per_day: float | None = None,
     mg_per_kg_day: float | None = None,
     route: str = "oral",
+    override: Annotated[
+        list[str] | None,
+        typer.Option(help="ID=REASON: lift an overridable block or dose range, with a reason"),
+    ] = None,
     actor: Actor = "",
 ) -> None:
-    """Order a medication through the pathway's hard blocks."""
+    """Order a medication through the dose model and the pathway's hard blocks."""
     run_service(
         service.order_medication,
         actor or actor_default(),
@@ -163,6 +179,7 @@ def order(
         mg_per_day=mg_per_day,
         mg_per_kg_day=mg_per_kg_day,
         route=route,
+        overrides=_pairs(override or []),
     )
 
 
@@ -459,7 +476,12 @@ def _demo_settings(url: str, path: Path):
     outbox = path.parent / "demo-outbox"
     shutil.rmtree(outbox, ignore_errors=True)
     return get_settings().model_copy(
-        update={"database_url": url, "outbox_dir": outbox, "broker_url": None}
+        update={
+            "database_url": url,
+            "outbox_dir": outbox,
+            "broker_url": None,
+            "cookie_secure": False,  # the demo is served over plain http on localhost
+        }
     )
 
 

@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = 500
     dispatch_max_queued: int = 2000
     review_interval_seconds: float = 300.0
+    # The HTTP edge: request body limits (a FHIR Bundle may be larger) and JSON nesting depth.
+    max_body_bytes: int = 1_000_000
+    max_bundle_bytes: int = 20_000_000
+    max_json_depth: int = 64
+    # The pages' session cookie: Secure (HTTPS only) unless the embedded demo turns it off, and
+    # how long a login lasts; sessions are signed with `session_secret` (a random one per
+    # process when unset: a restart then logs everyone out).
+    cookie_secure: bool = True
+    session_hours: float = 12.0
+    session_secret: str | None = None
 
 
 @cache
