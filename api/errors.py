@@ -111,6 +111,7 @@ def domain_problem(error: DomainError) -> JSONResponse:
             "block_id": error.block_id,
             "rule_ids": list(error.rule_ids),
             "sources": list(error.sources),
+            "overridable": error.overridable,
         }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return problem(status, title, error.message, error.code, headers, **extra)

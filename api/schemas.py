@@ -6,6 +6,7 @@ OpenAPI document describes exactly what is sent.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -338,9 +339,14 @@ class HistoryTransition(BaseModel):
     rules: list[str]
 
 
+def _finite_or_none(value: Any) -> Any:
+    """A stored number that is not finite (written before the edge refused it) reads as None."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 class HistoryLab(BaseModel):
     code: str
-    value: float | str | None
+    value: Annotated[float | str | None, AfterValidator(_finite_or_none)]
     unit: str | None
     reported: str
     taken_at: str

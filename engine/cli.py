@@ -31,14 +31,18 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 
 
-def _pairs(items: list[str]) -> dict[str, Any]:
-    """`key=value` options -> dict; values parsed as JSON when they can be (true, 12.5)."""
+def _pairs(items: list[str], *, as_text: bool = False) -> dict[str, Any]:
+    """`key=value` options -> dict; values parsed as JSON when they can be (true, 12.5),
+    unless `as_text` (reasons stay text)."""
     parsed: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             err.print(f"[bold red]error[/] expected key=value, got {item!r}")
             raise typer.Exit(2)
+        if as_text:
+            parsed[key] = value
+            continue
         try:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -179,7 +183,7 @@ def order(
         mg_per_day=mg_per_day,
         mg_per_kg_day=mg_per_kg_day,
         route=route,
-        overrides=_pairs(override or []),
+        overrides=_pairs(override or [], as_text=True),
     )
 
 

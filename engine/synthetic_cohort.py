@@ -40,6 +40,7 @@ from engine.clock import ManualClock
 from engine.domain.durations import parse_duration
 from engine.domain.errors import DomainError, HardBlock
 from engine.services import patients as service
+from engine.services.catalogue import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 UnitOfWorkFactory = Callable[[], SqlAlchemyUnitOfWork]
@@ -355,6 +356,8 @@ class SimPatient:
     ) -> dict[str, Any]:
         """Record one result; `canonical` is its value in the pathway unit when `unit` differs."""
         shown = round(value, 2) if isinstance(value, float) else value
+        if unit is None and isinstance(value, int | float):
+            unit = care_pathway().pathway.labs[code].unit  # a lab system states its unit
         if isinstance(value, float):
             self._track(code, round(value, 2) if canonical is None else canonical)
         return self._call(
@@ -952,7 +955,7 @@ def plan_budesonide(p: SimPatient) -> Plan:
     p.expect("induction.budesonide")
     started = p.now
     p.respond()
-    yield p.days(0, 3)
+    yield p.until(started + timedelta(days=14), 3)  # IND-AZA-DELAY
     p.start_azathioprine()
     yield p.until(started + timedelta(weeks=4), 3)
     for _ in range(12):

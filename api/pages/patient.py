@@ -37,6 +37,8 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
     """Order through the pathway's hard blocks; a refusal is shown with its rule IDs."""
     _visible(request, principal, patient_id, "order.place")
     entered = {k: form.get(k, "") for k in ("drug", "mg_per_day", "mg_per_kg_day", "route")}
+    lifted = str(form.get("override", "")).strip()
+    overrides = {lifted: str(form.get("override_reason", ""))} if lifted else {}
     try:
         patient_service.order_medication(
             request.app.state.uow_factory(),
@@ -46,6 +48,7 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
             mg_per_day=_amount(entered["mg_per_day"], "mg/day"),
             mg_per_kg_day=_amount(entered["mg_per_kg_day"], "mg/kg/day"),
             route=entered["route"] or "oral",
+            overrides=overrides,
         )
     except HardBlock as refused:
         refusal = {
@@ -53,6 +56,7 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
             "rules": list(refused.rule_ids),
             "reason": refused.message,
             "sources": list(refused.sources),
+            "overridable": refused.overridable,
         }
         return _page(request, principal, patient_id, refusal=refusal, entered=entered, status=422)
     except DomainError as problem:

@@ -146,6 +146,8 @@ medication_orders = Table(
     Column("ordered_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
     Column("ordered_by", String(64), nullable=False, default=""),
+    Column("dose_given_as", String(16)),
+    Column("overrides", JSON, nullable=False, default=list, server_default=text("'[]'")),
     Index("ix_medication_orders_patient", "patient_id", "status"),
 )
 

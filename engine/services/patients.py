@@ -163,9 +163,11 @@ def order_medication(
     mg_per_kg_day: float | None = None,
     route: str = "oral",
     ordered_at: datetime | None = None,
+    overrides: dict[str, str] | None = None,
     expected_version: int | None = None,
 ) -> dict[str, Any]:
-    """Order a medication through the pathway's hard blocks."""
+    """Order a medication through the dose model and the hard blocks; `overrides` lifts
+    overridable ones, each with the clinician's reason (audited)."""
     return _change(
         uow,
         actor,
@@ -180,6 +182,7 @@ def order_medication(
             mg_per_kg_day=mg_per_kg_day,
             route=route,
             ordered_at=_aware(ordered_at),
+            overrides=overrides,
         ),
     )
 
