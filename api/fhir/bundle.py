@@ -1,11 +1,14 @@
-"""`POST /fhir`: a transaction (or batch) Bundle of Observations, answered entry by entry.
+"""`POST /fhir`: a transaction or batch Bundle of Observations.
 
-The entries go to `record_lab_results` as one batch (one unit of work). Each entry is answered
-in the response Bundle with its own status: `201 Created` and the Observation's location, or
-the 4xx of its refusal with an OperationOutcome (malformed entry, unknown LOINC code, a unit
-that does not convert, unknown patient or another site's, a safety rule). The other entries
-still commit: the engine applies a lab batch item by item, so a `transaction` is answered like
-a `batch` (its type says `transaction-response`), not all-or-nothing.
+A `batch` is answered entry by entry: `201 Created` and the Observation's location, or the
+4xx of its refusal with an OperationOutcome (malformed entry, unknown LOINC code, a unit that
+does not convert, a value or date out of range, unknown patient or another site's, a safety
+rule). The good entries are recorded whatever happens to the others.
+
+A `transaction` is all or nothing (FHIR's transaction semantics): if any entry is refused,
+nothing is written and the answer is one OperationOutcome with an issue per refused entry
+(its `expression` is `Bundle.entry[i]`), under the status of the first refusal; otherwise the
+`transaction-response` lists each entry's 201.
 """
 
 from __future__ import annotations
@@ -21,59 +24,92 @@ from api.fhir.outcome import FhirError, operation_outcome, outcome_for_refusal
 from api.fhir.routing import answer, expect_resource, items, new_router, read_resource, string
 from engine.services import fhir_reads
 from engine.services import patients as service
+from engine.services.lab_transactions import record_lab_transaction
 
 router = new_router()
 
 MAX_ENTRIES = 1000
 RESPONSE_TYPE = {"transaction": "transaction-response", "batch": "batch-response"}
+Refusal = tuple[int, dict[str, Any]]  # (HTTP status, OperationOutcome)
 
 
 @router.post("")
 async def transaction(request: Request, principal: LabSender, uow: UnitOfWork):
-    """Record the Observations of a transaction or batch Bundle; one response entry each."""
+    """Record the Observations of a transaction (all or nothing) or batch (entry by entry)."""
     bundle = await read_resource(request, "Bundle")
-    if string(bundle.get("type")) not in RESPONSE_TYPE:
+    kind = string(bundle.get("type"))
+    if kind not in RESPONSE_TYPE:
         raise FhirError("Bundle.type must be transaction or batch", 400, "not-supported")
     entries = items(bundle.get("entry"))
     if len(entries) > MAX_ENTRIES:
         raise FhirError(f"at most {MAX_ENTRIES} entries per Bundle", 400, "too-costly")
-    responses: list[dict[str, Any] | None] = [None] * len(entries)
-    accepted: list[tuple[int, dict[str, Any]]] = []
+    refused: dict[int, Refusal] = {}
+    accepted: dict[int, dict[str, Any]] = {}
     for index, entry in enumerate(entries):
         try:
-            accepted.append((index, lab_item(_observation(entry))))
-        except FhirError as refused:
-            responses[index] = _failed(
-                refused.status, operation_outcome(refused.diagnostics, refused.code)
-            )
-    sites = fhir_reads.patient_sites(uow(), [item["patient_id"] for _, item in accepted])
+            accepted[index] = lab_item(_observation(entry))
+        except FhirError as error:
+            refused[index] = error.status, operation_outcome(error.diagnostics, error.code)
+    sites = fhir_reads.patient_sites(uow(), [item["patient_id"] for item in accepted.values()])
     if principal.site:
-        for index, item in list(accepted):
+        for index, item in list(accepted.items()):
             if sites.get(item["patient_id"], principal.site) != principal.site:
                 reason = f"no patient with id {item['patient_id']!r}"
-                responses[index] = _failed(404, operation_outcome(reason, "not-found"))
-                accepted.remove((index, item))
-    answers = service.record_lab_results(uow, principal.actor, [item for _, item in accepted])
-    for (index, _), result in zip(accepted, answers, strict=True):
-        if result["accepted"]:
-            responses[index] = {
-                "response": {
-                    "status": "201 Created",
-                    "location": f"Observation/{result['record_id']}",
-                }
-            }
-        else:
-            status, outcome = outcome_for_refusal(
-                result["error"], result["reason"], result["rules"]
-            )
-            responses[index] = _failed(status, outcome)
-    return answer(
-        {
-            "resourceType": "Bundle",
-            "type": RESPONSE_TYPE[bundle["type"]],
-            "entry": responses,
-        }
+                refused[index] = 404, operation_outcome(reason, "not-found")
+                del accepted[index]
+    if kind == "transaction":
+        return _transaction(principal.actor, uow, accepted, refused)
+    answers = service.record_lab_results(uow, principal.actor, list(accepted.values()))
+    responses = _responses(accepted, answers, refused)
+    return answer({"resourceType": "Bundle", "type": RESPONSE_TYPE[kind], "entry": responses})
+
+
+def _transaction(
+    actor: str, uow: UnitOfWork, accepted: dict[int, dict[str, Any]], refused: dict[int, Refusal]
+):
+    """All or nothing: a refused entry refuses the whole transaction, and nothing is written."""
+    recorded, answers = (
+        (False, []) if refused else record_lab_transaction(uow, actor, list(accepted.values()))
     )
+    responses = _responses(accepted, answers, refused)
+    if recorded:
+        return answer(
+            {"resourceType": "Bundle", "type": "transaction-response", "entry": responses}
+        )
+    failures = [
+        (index, r["response"]) for index, r in enumerate(responses) if "outcome" in r["response"]
+    ]
+    issues = [
+        {**issue, "expression": [f"Bundle.entry[{index}]"]}
+        for index, response in failures
+        for issue in response["outcome"]["issue"]
+    ]
+    status = int(failures[0][1]["status"].split()[0])
+    summary = {
+        "severity": "error",
+        "code": "processing",
+        "diagnostics": f"the transaction was not applied: {len(failures)} of "
+        f"{len(responses)} entries refused; nothing was written",
+    }
+    return answer({"resourceType": "OperationOutcome", "issue": [summary, *issues]}, status)
+
+
+def _responses(
+    accepted: dict[int, dict[str, Any]], answers: list[dict[str, Any]], refused: dict[int, Refusal]
+) -> list[dict[str, Any]]:
+    """One response entry per Bundle entry, in order."""
+    responses: dict[int, dict[str, Any]] = {i: _failed(*refusal) for i, refusal in refused.items()}
+    for index, result in zip(accepted, answers, strict=False):
+        if result["accepted"]:
+            location = f"Observation/{result['record_id']}"
+            responses[index] = {"response": {"status": "201 Created", "location": location}}
+        else:
+            responses[index] = _failed(
+                *outcome_for_refusal(result["error"], result["reason"], result["rules"])
+            )
+    for index in accepted:  # a transaction refused before it ran: the entry was not applied
+        responses.setdefault(index, {"response": {"status": "424 Failed Dependency"}})
+    return [responses[index] for index in sorted(responses)]
 
 
 def _observation(entry: Any) -> dict[str, Any]:

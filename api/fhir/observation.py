@@ -4,9 +4,16 @@ In: `subject` `Patient/<id>`; `code` a LOINC coding (`http://loinc.org`) that mu
 pathway's labs; `valueQuantity` with a UCUM unit (`code`, else `unit`), converted by the
 engine to the pathway's unit (mg/dL bilirubin to umol/L, ukat/L ALT to U/L, ...), or for
 serology `valueCodeableConcept` (SNOMED CT or LOINC answer codes for positive/negative, or
-text) or `valueString`; `effectiveDateTime` (a date alone is midnight UTC); `status` final,
-amended or corrected. A code the pathway does not know or a unit that does not convert is
-refused with an OperationOutcome (422), and nothing is written.
+text) or `valueString`; `effectiveDateTime` or `effectiveInstant` (a date alone is midnight
+UTC; a time needs its zone; a partial date, a year or a year-month, is refused: the pathway
+times its rules by the day); `status` final, amended or corrected. A code the pathway does
+not know, a unit that does not convert or a value outside the lab's plausible range is refused
+with an OperationOutcome (422), and nothing is written.
+
+A write is committed only once its answer can be built: everything the answer carries (a
+finite number of bounded size, a date-time inside the plausible window) is checked before the
+service runs. A stored value that is not a finite number (written before these checks) is
+read back as `dataAbsentReason` `error`, never as a 500.
 
 Out: the result as the engine stored it, value in the pathway unit, the reported value in a
 note.
@@ -14,6 +21,7 @@ note.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -43,6 +51,16 @@ router = new_router()
 
 ACCEPTED_STATUSES = ("final", "amended", "corrected")
 _LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
+_PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2})?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Where each field of the lab request comes from in the Observation, for error messages.
+ELEMENT = {
+    "code": "Observation.code",
+    "value": "Observation.value[x]",
+    "unit": "Observation.valueQuantity.code",
+    "taken_at": "Observation.effectiveDateTime",
+}
+DATA_ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 #: UCUM spellings whose engine spelling differs (the pathway file writes IU/L).
 UCUM_TO_ENGINE = {"[IU]/L": "IU/L"}
 ENGINE_TO_UCUM = {engine: ucum for ucum, engine in UCUM_TO_ENGINE.items()}
@@ -96,9 +114,7 @@ def lab_item(resource: dict[str, Any]) -> dict[str, Any]:
         )
     patient_id = reference_id(resource.get("subject"), "Patient", "Observation.subject")
     value, unit = _value(resource)
-    taken_at = resource.get("effectiveDateTime")
-    if isinstance(taken_at, str) and len(taken_at) == 10:
-        taken_at += "T00:00:00+00:00"
+    taken_at = _effective(resource)
     try:
         checked = LabRequest.model_validate(
             {
@@ -111,10 +127,33 @@ def lab_item(resource: dict[str, Any]) -> dict[str, Any]:
         )
     except ValidationError as invalid:
         reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in invalid.errors()
+            f"{ELEMENT.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in invalid.errors()
         )
-        raise FhirError(reasons, 422, "invalid") from None
+        raise FhirError(reasons, 422, "value") from None
     return {"patient_id": patient_id, **checked.model_dump(exclude={"expected_version"})}
+
+
+def _effective(resource: dict[str, Any]) -> str | None:
+    """The effective time as ISO text for the edge's date-time type, or FhirError."""
+    if "effectivePeriod" in resource or "effectiveTiming" in resource:
+        raise FhirError(
+            "give the time the sample was taken as effectiveDateTime or effectiveInstant",
+            422,
+            "not-supported",
+        )
+    value = resource.get("effectiveDateTime", resource.get("effectiveInstant"))
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FhirError("Observation.effectiveDateTime must be a dateTime string", 400)
+    if _PARTIAL_DATE.match(value):
+        raise FhirError(
+            f"Observation.effectiveDateTime {value!r} gives only a year or a month; the "
+            "pathway needs at least the day (YYYY-MM-DD) or the time with its zone",
+            422,
+            "value",
+        )
+    return f"{value}T00:00:00+00:00" if _DATE.match(value) else value
 
 
 def observation_resource(record: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +178,11 @@ def observation_resource(record: dict[str, Any]) -> dict[str, Any]:
             code = SNOMED_ANSWER[record["text"]]
             concept["coding"] = [{"system": SNOMED, "code": code, "display": record["text"]}]
         resource["valueCodeableConcept"] = concept
+    elif not isinstance(record["value"], int | float) or not math.isfinite(record["value"]):
+        resource["dataAbsentReason"] = {
+            "coding": [{"system": DATA_ABSENT, "code": "error", "display": "Error"}],
+            "text": "the stored value is not a finite number",
+        }
     else:
         unit = ENGINE_TO_UCUM.get(record["unit"], record["unit"])
         resource["valueQuantity"] = {
