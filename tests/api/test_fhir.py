@@ -165,20 +165,23 @@ def test_serology_answer_as_a_snomed_concept_is_recorded(client, callers, fhir_p
     assert [lab["value"] for lab in labs_of(client, callers, subject)] == ["positive"]
 
 
-def test_transaction_bundle_answers_each_entry_and_keeps_the_good_ones(
-    client, callers, fhir_patient
-):
-    subject = fhir_patient()["id"]
-    bundle = transaction(
+def mixed_entries(subject: str) -> dict[str, Any]:
+    """A Bundle with one good entry and three refused ones (unit, code, patient)."""
+    return transaction(
         quantity(subject, ALT, 420, "U/L"),
         quantity(subject, BILI, 1.2, "mmol/L"),
         quantity(subject, "2345-7", 5.4, "mmol/L"),
         quantity("no-such-patient", ALT, 400, "U/L"),
     )
 
+
+def test_batch_bundle_answers_each_entry_and_keeps_the_good_ones(client, callers, fhir_patient):
+    subject = fhir_patient()["id"]
+    bundle = {**mixed_entries(subject), "type": "batch"}
+
     answer = fhir_body(client.post("/fhir", json=bundle, headers=callers["lab-interface"]), 200)
 
-    assert answer["type"] == "transaction-response"
+    assert answer["type"] == "batch-response"
     statuses = [entry["response"]["status"] for entry in answer["entry"]]
     assert statuses == [
         "201 Created",
@@ -193,6 +196,25 @@ def test_transaction_bundle_answers_each_entry_and_keeps_the_good_ones(
     ]
     assert codes == [None, "value", "code-invalid", "not-found"]
     assert [lab["code"] for lab in labs_of(client, callers, subject)] == ["ALT"]
+
+
+def test_transaction_bundle_with_a_refused_entry_writes_nothing_and_names_each_refusal(
+    client, callers, fhir_patient
+):
+    subject = fhir_patient()["id"]
+
+    response = client.post("/fhir", json=mixed_entries(subject), headers=callers["lab-interface"])
+
+    outcome = fhir_body(response, 422)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "nothing was written" in outcome["issue"][0]["diagnostics"]
+    refused = [(i["code"], i["expression"]) for i in outcome["issue"][1:]]
+    assert refused == [
+        ("value", ["Bundle.entry[1]"]),
+        ("code-invalid", ["Bundle.entry[2]"]),
+        ("not-found", ["Bundle.entry[3]"]),
+    ]
+    assert labs_of(client, callers, subject) == []
 
 
 def test_apply_returns_the_care_plan_whose_activities_are_the_milestones(
@@ -434,7 +456,7 @@ def test_a_site_clinician_cannot_enrol_or_record_labs_at_another_site(
 
     assert fhir_body(enrol, 403)["issue"][0]["code"] == "forbidden"
     assert fhir_body(single, 404)["issue"][0]["code"] == "not-found"
-    assert fhir_body(batch, 200)["entry"][0]["response"]["status"] == "404 Not Found"
+    assert fhir_body(batch, 404)["issue"][1]["code"] == "not-found"
     assert labs_of(client, callers, south) == []
 
 
