@@ -5,6 +5,7 @@ and a fresh patient, work item, lab record and managed user for every case.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from engine.services.reminders import DeliveryPolicy
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 from tests.api.conftest import Callers
 
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 #: Where a caller stands relative to the resource (which is always at `north`).
 SITES: dict[str, str | None] = {"own site": "north", "other site": "south", "no site": None}
 
@@ -109,7 +111,24 @@ class World:
         name = f"managed-{self.serial('user')}"
         made = access.create_user(self.uow_factory(), "test", name=name, role=role, site=site)
         token = access.issue_token(self.uow_factory(), "test", made["id"])
-        return {**made, "token_id": token["id"]}
+        return {**made, "token_id": token["id"], "token": token["token"]}
+
+
+def origin(client: TestClient) -> dict[str, str]:
+    """The Origin header of a form the pages themselves served."""
+    return {"Origin": str(client.base_url).rstrip("/")}
+
+
+def log_in(client: TestClient, token: str) -> str:
+    """Log in through the login form, as a browser does; the CSRF token of the session's forms."""
+    form = client.get("/ui/login")
+    fields = {"token": token}
+    if found := CSRF.search(form.text):
+        fields["csrf"] = found.group(1)
+    response = client.post("/ui/login", data=fields, headers=origin(client), follow_redirects=False)
+    assert response.status_code == 303, response.text
+    page = client.get("/ui/pathway")  # or the 403 page: both carry the log-out form
+    return CSRF.search(page.text).group(1)
 
 
 @pytest.fixture(scope="module", name="world")
@@ -128,6 +147,7 @@ def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         callers.add(uow_factory, caller_name(role, where), role, SITES[where])
     callers.add(uow_factory, "revoked", "clinician", None)
     access.revoke_token(uow_factory(), "test", callers.tokens["revoked"]["id"])
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    https = "https://testserver"  # the session cookie may be Secure
+    with TestClient(app, base_url=https, raise_server_exceptions=False) as test_client:
         yield World(app, test_client, uow_factory, clock, callers, tempfile.mkdtemp(dir=folder))
     engine.dispose()

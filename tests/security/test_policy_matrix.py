@@ -19,11 +19,19 @@ from starlette.routing import Mount
 
 from api.deps import route_action
 from api.main import create_app
-from api.pages.session import COOKIE, csrf_token
+from api.pages.session import COOKIE
 from engine.config import Settings
+from engine.services import access
 from engine.services.access_policy import Decision, Resource, decide
 from tests.api import fhir_resources as fhir
-from tests.security.policy_world import CALLERS, World, caller_name, world_fixture  # noqa: F401
+from tests.security.policy_world import (  # noqa: F401  (world_fixture: the `world` fixture)
+    CALLERS,
+    World,
+    caller_name,
+    log_in,
+    origin,
+    world_fixture,
+)
 
 #: Routes anyone may call: the API's documents, the FHIR CapabilityStatement, and the FHIR
 #: fallback that answers "not supported" under /fhir. No other route may skip the policy.
@@ -40,7 +48,6 @@ PUBLIC = {
 PUBLIC_PAGES = {"/ui/", "/ui/login", "/ui/logout"}
 BAD_TOKENS = ("no token", "wrong token", "not bearer", "revoked", "expired")
 EXPECTED = {Decision.ALLOW: "2xx", Decision.DENY: 403, Decision.NOT_FOUND: 404}
-ORIGIN = {"Origin": "http://testserver"}  # forms come from the pages themselves
 
 
 def _routes() -> tuple[list[tuple[str, str, str | None]], list[tuple[str, str, str | None]]]:
@@ -256,10 +263,9 @@ def test_fhir_facade_answers_what_the_policy_decides(case, world: World):
 def test_pages_answer_what_the_policy_decides(case, world: World):
     method, path, _, role, where = case
     url, made = _prepare(world, method, path)
-    token = world.token(caller_name(role, where))
-    world.client.cookies.set(COOKIE, token)
+    csrf = log_in(world.client, world.token(caller_name(role, where)))
     form = {
-        "csrf": csrf_token(token),
+        "csrf": csrf,
         "reason": "holder on leave",
         "days": "7",
         "drug": "prednisolone",
@@ -269,7 +275,9 @@ def test_pages_answer_what_the_policy_decides(case, world: World):
         if method == "GET":
             response = world.client.get(url, follow_redirects=False)
         else:
-            response = world.client.post(url, data=form, headers=ORIGIN, follow_redirects=False)
+            response = world.client.post(
+                url, data=form, headers=origin(world.client), follow_redirects=False
+            )
     finally:
         world.client.cookies.clear()
 
@@ -307,14 +315,18 @@ def test_every_route_and_page_refuses_a_bad_token(who, world: World):
         response = world.client.request(method, path.format(**ids), json={}, headers=headers)
         assert response.status_code == 401, (method, path, response.text[:200])
         assert response.headers["www-authenticate"] == "Bearer"
-    for method, path, _ in PAGES:
-        if tokens[who]:
-            world.client.cookies.set(COOKIE, tokens[who])
-        try:
+    if who == "revoked":  # a session whose token is revoked after logging in
+        user = world.user()
+        log_in(world.client, user["token"])
+        access.revoke_token(world.uow_factory(), "test", user["token_id"])
+    elif tokens[who]:
+        world.client.cookies.set(COOKIE, tokens[who])
+    try:
+        for method, path, _ in PAGES:
             response = world.client.request(
-                method, path.format(**ids), headers=ORIGIN, follow_redirects=False
+                method, path.format(**ids), headers=origin(world.client), follow_redirects=False
             )
-        finally:
-            world.client.cookies.clear()
-        assert response.status_code == 303, (method, path)
-        assert "/ui/login" in response.headers["location"]
+            assert response.status_code == 303, (method, path)
+            assert "/ui/login" in response.headers["location"]
+    finally:
+        world.client.cookies.clear()
