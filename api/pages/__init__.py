@@ -20,7 +20,15 @@ from starlette.concurrency import run_in_threadpool
 from api.boundary import LastResort
 from api.errors import STATUS
 from api.pages import login, outbox, pathway, patient, queues
-from api.pages.session import COOKIE, LoginRequired, PageForbidden, base, is_htmx, render
+from api.pages.session import (
+    COOKIE,
+    LoginRequired,
+    PageForbidden,
+    PageInputRefused,
+    base,
+    is_htmx,
+    render,
+)
 from api.refusals import audit_if_refused, audit_refusal
 from engine.domain.errors import DomainError
 
@@ -49,6 +57,10 @@ def install(app: FastAPI) -> None:
     async def _forbidden(request: Request, error: PageForbidden) -> HTMLResponse:
         await run_in_threadpool(audit_refusal, request, 403, "pages")
         return render(request, "error.html", {"status": 403, "message": error.message}, 403)
+
+    @pages.exception_handler(PageInputRefused)
+    async def _unreadable(request: Request, error: PageInputRefused) -> HTMLResponse:
+        return render(request, "error.html", {"status": 400, "message": error.message}, 400)
 
     @pages.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> HTMLResponse:

@@ -1,22 +1,31 @@
 """How a page knows its user: the API token in an HttpOnly cookie, the same roles as the API,
-and a CSRF token on every form.
+and a CSRF token and an Origin check on every form.
 
 The login form takes an API token (`aihp token create`, or the one `aihp demo` prints) and
-keeps it in an HttpOnly, SameSite=Strict cookie; every page authenticates it through
-`engine.services.access`, exactly as the API authenticates a bearer token. The CSRF token of
-a form is derived from the session token, so it needs no server-side store, and a page of
-another origin cannot compute it.
+keeps it in an HttpOnly, SameSite=Strict cookie, Secure unless `AIHP_COOKIE_SECURE=false`
+(the embedded demo on plain http). The cookie holds the time of the login and a signature
+(HMAC with `AIHP_SESSION_SECRET`) beside the token: a session ends `AIHP_SESSION_HOURS` after
+the login, whatever the browser keeps. Every page authenticates the token through
+`engine.services.access`, exactly as the API authenticates a bearer token.
+
+Every state-changing form (login included) must come from this site: its `Origin` (or, when a
+browser sends none, its `Referer`) must name this host, and it must carry its CSRF token. The
+CSRF token of a form is derived from the session cookie, so it needs no server-side store, and
+a page of another origin cannot compute it; the login form's comes from a pre-session cookie
+set with the form.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
@@ -27,6 +36,9 @@ from engine.services.access import NotAuthenticated, Principal
 from engine.services.access_policy import Decision
 
 COOKIE = "aihp_session"
+LOGIN_COOKIE = "aihp_login"
+#: Control characters a form field may not carry (tab, CR and LF stay: a note may span lines).
+_FORM_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -66,6 +78,14 @@ class PageForbidden(Exception):
         self.message = message
 
 
+class PageInputRefused(Exception):
+    """A form the pages cannot read (400 page)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 def base(request: Request) -> str:
     """Where the pages are mounted (`/ui`), for links and redirects."""
     return request.scope.get("root_path", "")
@@ -76,9 +96,64 @@ def csrf_token(session_token: str) -> str:
     return hashlib.sha256(b"aihp-pages-csrf\0" + session_token.encode()).hexdigest()
 
 
+def _session_key(request: Request) -> bytes:
+    """The key sessions are signed with: the configured secret, else one per app process."""
+    secret = request.app.state.settings.session_secret
+    if secret:
+        return secret.encode()
+    if getattr(request.app.state, "session_key", None) is None:
+        request.app.state.session_key = secrets.token_bytes(32)
+    return request.app.state.session_key
+
+
+def _signature(request: Request, issued: str, token: str) -> str:
+    message = f"{issued}.{token}".encode()
+    return hmac.new(_session_key(request), message, hashlib.sha256).hexdigest()[:32]
+
+
+def session_cookie(request: Request, token: str) -> str:
+    """The session cookie's value for a login with `token` now: issued time, signature, token."""
+    issued = str(int(request.app.state.clock.now().timestamp()))
+    return f"{issued}.{_signature(request, issued, token)}.{token}"
+
+
+def session_token(request: Request) -> str | None:
+    """The API token of a signed session cookie that has not expired, or None."""
+    issued, _, rest = request.cookies.get(COOKIE, "").partition(".")
+    signature, _, token = rest.partition(".")
+    if not (issued.isdigit() and token):
+        return None
+    if not hmac.compare_digest(signature, _signature(request, issued, token)):
+        return None
+    age = request.app.state.clock.now().timestamp() - int(issued)
+    hours = request.app.state.settings.session_hours
+    return token if -60 <= age <= hours * 3600 else None
+
+
+def from_this_site(request: Request) -> bool:
+    """Whether a form post's Origin (else its Referer) names this host."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return False
+    return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+def login_csrf(nonce: str) -> str:
+    """The login form's CSRF token, from its pre-session cookie."""
+    return hashlib.sha256(b"aihp-login-csrf\0" + nonce.encode()).hexdigest()
+
+
+def form_fields(body: bytes) -> dict[str, str]:
+    """A URL-encoded form, each value stripped; a control character is a 400 page."""
+    form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+    if any(_FORM_CONTROL.search(key + value) for key, value in form.items()):
+        raise PageInputRefused("A field holds a control character; remove it and try again.")
+    return {key: value.strip() for key, value in form.items()}
+
+
 def page_principal(request: Request) -> Principal:
     """The user of the session cookie, or LoginRequired."""
-    token = request.cookies.get(COOKIE)
+    token = session_token(request)
     try:
         principal = access.authenticate(request.app.state.uow_factory(), token)
     except NotAuthenticated:
@@ -111,14 +186,15 @@ Prescriber = Annotated[Principal, Depends(allow("order.place"))]
 
 
 async def checked_form(request: Request) -> dict[str, str]:
-    """The URL-encoded form of a POST, after checking its CSRF token (403 page if wrong)."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    form = dict(parse_qsl(body, keep_blank_values=True))
+    """The URL-encoded form of a POST, after checking where it came from and its CSRF token
+    (403 page if either is wrong)."""
+    form = form_fields(await request.body())
     sent = form.pop(CSRF_FIELD, None) or request.headers.get(CSRF_HEADER, "")
     session = request.cookies.get(COOKIE, "")
-    if not session or not hmac.compare_digest(sent, csrf_token(session)):
+    fresh = bool(session) and hmac.compare_digest(sent, csrf_token(session))
+    if not (fresh and from_this_site(request)):
         raise PageForbidden("The form has expired or did not come from this site; reload it.")
-    return {key: value.strip() for key, value in form.items()}
+    return form
 
 
 Form = Annotated[dict[str, str], Depends(checked_form)]

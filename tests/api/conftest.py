@@ -52,7 +52,9 @@ def uow_factory(database_url: str, clock: ManualClock) -> Iterator[Callable[[], 
 
 @pytest.fixture
 def app(database_url: str, clock: ManualClock) -> FastAPI:
-    return create_app(Settings(database_url=database_url), clock, dispatch=False)
+    # plain http in tests, as in the embedded demo: the session cookie is not Secure
+    settings = Settings(database_url=database_url, cookie_secure=False)
+    return create_app(settings, clock, dispatch=False)
 
 
 @pytest.fixture

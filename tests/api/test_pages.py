@@ -22,15 +22,30 @@ PAGE_ACTIONS = {
 }
 
 
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+@pytest.fixture
+def client(client: TestClient) -> TestClient:
+    """The API's test client, posting forms as a browser on this site does (Origin header)."""
+    client.headers["Origin"] = str(client.base_url).rstrip("/")
+    return client
+
+
+def post_login(client: TestClient, token: str):
+    """Post the login form as a browser does: first fetch it for its CSRF token."""
+    csrf = CSRF.search(client.get("/ui/login").text).group(1)
+    return client.post("/ui/login", data={"token": token, "csrf": csrf}, follow_redirects=False)
+
+
 def log_in(client: TestClient, callers, caller: str) -> str:
     """Log in through the form; returns the CSRF token of the session's forms."""
-    token = callers.tokens[caller]["token"]
-    response = client.post("/ui/login", data={"token": token}, follow_redirects=False)
+    response = post_login(client, callers.tokens[caller]["token"])
     assert response.status_code == 303, response.text
     assert "HttpOnly" in response.headers["set-cookie"]
     assert "SameSite=strict" in response.headers["set-cookie"]
     page = client.get("/ui/pathway")
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+    return CSRF.search(page.text).group(1)
 
 
 @pytest.mark.parametrize("path", [*PAGES, "/ui/patients/anyone"])
@@ -41,10 +56,10 @@ def test_without_a_session_every_page_redirects_to_the_login_form(client, path):
 
 
 def test_an_unknown_token_is_refused_at_the_login_form(client):
-    response = client.post("/ui/login", data={"token": "not-a-token"}, follow_redirects=False)
+    response = post_login(client, "not-a-token")
     assert response.status_code == 401
     assert "unknown, expired or revoked" in response.text
-    assert "set-cookie" not in response.headers
+    assert "aihp_session" not in response.headers.get("set-cookie", "")
 
 
 @pytest.mark.parametrize("role", ROLES)

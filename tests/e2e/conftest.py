@@ -117,7 +117,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     )
     assert seeded.returncode == 0, seeded.stdout[-2000:] + seeded.stderr[-2000:]
     assert "/ui/" in seeded.stdout and "coordinator-north" in seeded.stdout
-    settings = Settings(database_url=f"sqlite:///{database}", outbox_dir=folder / "demo-outbox")
+    settings = Settings(
+        database_url=f"sqlite:///{database}",
+        outbox_dir=folder / "demo-outbox",
+        cookie_secure=False,  # served over plain http, as the demo is
+    )
     uow_factory = unit_of_work_factory(settings)
     patients = _scenario_patients(settings)
     mailer = mailer_from_settings(settings)
