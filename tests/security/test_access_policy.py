@@ -6,7 +6,6 @@ without revealing whether a patient exists. Each test first does what the findin
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
