@@ -108,6 +108,15 @@ def _bands(svg: ET.Element, bands: list[dict[str, Any]], x) -> None:
             )
 
 
+def _amount(mg_per_day: float | None, mg_per_kg_day: float | None) -> str:
+    """A dose step's amount; an order recorded without a dose says so instead of failing."""
+    if mg_per_day:
+        return f"{mg_per_day:g} mg/day"
+    if mg_per_kg_day is not None:
+        return f"{mg_per_kg_day:g} mg/kg/day"
+    return "dose not recorded"
+
+
 def _doses(svg: ET.Element, doses: list[dict[str, Any]], x) -> None:
     _label(svg, DOSE_Y + 12, "Steroid mg/day")
     top = max([d["mg_per_day"] or 0 for d in doses] + [10.0])
@@ -118,7 +127,7 @@ def _doses(svg: ET.Element, doses: list[dict[str, Any]], x) -> None:
         mg = dose["mg_per_day"]
         height = DOSE_H * (mg / top) if mg else DOSE_H / 3
         x1, x2 = x(dose["start"]), x(dose["end"])
-        amount = f"{mg:g} mg/day" if mg else f"{dose['mg_per_kg_day']:g} mg/kg/day"
+        amount = _amount(mg, dose.get("mg_per_kg_day"))
         rect = ET.SubElement(
             group,
             "rect",
