@@ -18,6 +18,7 @@ from engine.adapters.reminder_tables import coordinator_items
 from engine.domain.errors import UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.domain.reminders import CoordinatorItem
+from engine.services.access_policy import in_scope
 from engine.services.catalogue import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 from engine.services.views import milestone_view
@@ -117,7 +118,7 @@ def lab_record(
 ) -> dict[str, Any]:
     """One recorded lab result (audited read of its patient); UnknownPatient if not visible."""
     found = lab_records(uow, [record_id])
-    if not found or (site_scope and found[0]["site"] != site_scope):
+    if not found or not in_scope(site_scope, found[0]["site"]):
         raise UnknownPatient(f"no lab result with id {record_id!r}")
     with uow:
         _audit_read(uow, actor, found[0]["patient_id"], "fhir-observation")
@@ -150,7 +151,7 @@ def patient_sites(uow: SqlAlchemyUnitOfWork, patient_ids: list[str]) -> dict[str
 def _scoped(
     record: dict[str, Any] | None, patient_id: str, site_scope: str | None
 ) -> dict[str, Any]:
-    if record is None or (site_scope and record["site"] != site_scope):
+    if record is None or not in_scope(site_scope, record["site"]):
         raise UnknownPatient(f"no patient with id {patient_id!r}")
     return record
 
