@@ -79,6 +79,8 @@ def test_api_conforms_to_its_openapi_document(mode, api_schema, callers, seeded)
             test()
         except Exception as failure:
             raise AssertionError(f"{operation.label} ({mode}): {failure}") from failure
+    print(f"\nnative API fuzz ({mode}): {sum(answered.values())} cases")
+    assert not [key for key in answered if key[1] >= 500]
     if mode == GenerationMode.POSITIVE:  # negative cases may carry a broken Authorization
         assert 401 not in {status for _, status in answered}, "every request had a valid token"
         succeeded = {label for label, status in answered if 200 <= status < 300}
