@@ -3,7 +3,8 @@
 Starting from the enrolment of each representative patient, the explorer gives every
 representative input (`pathway_inputs`) to every situation it has not seen before, through the
 real `CarePathway`. Situations are told apart by an abstraction of the patient: pathway state,
-open milestones (and whether each is due), open alerts, facts, active drugs, and the truth of
+open milestones (and whether each is due), open alerts, facts, active drugs and their doses,
+and the truth of
 every condition the pathway can ask (labs against the ULN, TPMT band, elapsed time since the
 anchors, events...), so elapsed time is bucketed exactly where the pathway's own durations fall.
 The search is deterministic: breadth-first within each pathway state, states taken in turn
@@ -17,7 +18,7 @@ order changes the outcome.
 from __future__ import annotations
 
 import copy
-from collections import deque
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 from engine.domain.care import CarePathway, Outcome
 from engine.domain.conditions import Situation, holds
 from engine.domain.errors import DomainError
-from engine.domain.model import Patient
+from engine.domain.model import Alert, Patient
 from engine.domain.pathway import BlockDefinition, MilestoneDefinition, Pathway
 from engine.domain.pathway_inputs import (
     START,
@@ -37,15 +38,17 @@ from engine.domain.pathway_inputs import (
 
 ORDER_TRIGGER = "medication_ordered"
 UNCHANGING_RECORDS = ("labs", "clinical_events")
+CRITICAL_SEVERITIES = ("critical", "urgent")
+Ending = tuple[str, tuple[str, ...], tuple[str, ...]]  # state, open alerts, open milestones
 
 
 @dataclass(frozen=True)
 class ExplorationBounds:
     """How far the explorer goes: inputs per sequence, sequences in all, order checks."""
 
-    depth: int = 16
-    max_sequences: int = 12_000
-    order_checks_per_phase: int = 24
+    depth: int = 20
+    max_sequences: int = 24_000
+    order_checks_per_phase: int = 40
 
 
 @dataclass(eq=False)
@@ -88,8 +91,8 @@ class OrderDependence:
     state: str
     first: ClinicalInput
     second: ClinicalInput
-    one_way: tuple[str, tuple[str, ...], tuple[str, ...]]
-    other_way: tuple[str, tuple[str, ...], tuple[str, ...]]
+    one_way: Ending
+    other_way: Ending
     witness: ExploredSituation
 
 
@@ -105,8 +108,9 @@ class Exploration:
     exits: dict[str, dict[str, ExploredSituation]] = field(default_factory=dict)
     monitored: dict[str, bool] = field(default_factory=dict)
     alerts_raised: dict[str, ExploredSituation] = field(default_factory=dict)
+    unrouted_alerts: dict[str, tuple[ExploredSituation, Alert]] = field(default_factory=dict)
     breaches: dict[str, Breach] = field(default_factory=dict)
-    order_dependences: dict[tuple[str, str, str], OrderDependence] = field(default_factory=dict)
+    order_dependences: dict[str, list[OrderDependence]] = field(default_factory=dict)
     engine_errors: dict[tuple[str, str], tuple[ExploredSituation, str]] = field(
         default_factory=dict
     )
@@ -130,8 +134,10 @@ class PathwayExplorer:
         self.exit_atoms = {
             state: exit_atoms(pathway, state, self.atoms) for state in pathway.leaf_states()
         }
+        self.exit_parts = {state: exit_parts(pathway, state) for state in pathway.leaf_states()}
         self.phase_atoms = [i for i, a in enumerate(self.atoms) if "elapsed" in a]
         self.monitoring = {m.id for m in pathway.milestones if is_monitoring(m)}
+        self.rule_invariants = rule_invariants(pathway)
         self.entered_by = {
             b.id: {t.dest for t in pathway.transitions if t.trigger == b.trigger}
             for b in pathway.blocks
@@ -140,10 +146,12 @@ class PathwayExplorer:
         self.result = Exploration()
         self._seen: set[tuple[Any, ...]] = set()
         self._cores: set[tuple[Any, ...]] = set()
-        self._buckets: dict[str, tuple[deque[ExploredSituation], deque[ExploredSituation]]] = {}
+        self._buckets: dict[str, list[tuple[float, int, int, ExploredSituation]]] = {}
+        self._fired: set[tuple[str, int]] = set()
         self._expansions: dict[str, int] = {}
         self._checked_pairs: set[tuple[Any, ...]] = set()
         self._phase_checks: dict[tuple[Any, ...], int] = {}
+        self._dependent_families: set[tuple[str, ...]] = set()
 
     # ---- the search ---------------------------------------------------------------------
 
@@ -160,16 +168,26 @@ class PathwayExplorer:
         return self.result
 
     def _next(self) -> ExploredSituation | None:
-        waiting = [s for s, (fresh, rest) in self._buckets.items() if fresh or rest]
+        waiting = [s for s, queue in self._buckets.items() if queue]
         if not waiting:
             return None
         state = min(waiting, key=lambda s: self._expansions[s])  # first discovered wins ties
         self._expansions[state] += 1
-        fresh, rest = self._buckets[state]
-        return fresh.popleft() if fresh else rest.popleft()
+        queue = self._buckets[state]
+        while True:  # priorities go stale as transitions fire: refresh the head until it holds
+            progress, *rest, node = heapq.heappop(queue)
+            now = -self._progress(node)
+            if now == progress or not queue:
+                return node
+            heapq.heappush(queue, (now, *rest, node))
 
     def _arrive(self, node: ExploredSituation, key: tuple[Any, ...] | None = None) -> None:
-        """Record a situation reached; queue it if it is new (first if it decides differently)."""
+        """Record a situation reached; queue it if it is new.
+
+        Within its state, a situation waits behind those closer to a transition not yet seen
+        to fire (more of its guard's parts hold), then behind those that decide the state's
+        exits differently from any seen before, then behind those that came earlier.
+        """
         assert node.patient is not None
         patient = node.patient
         self.result.reached.setdefault(patient.state, node)
@@ -178,16 +196,17 @@ class PathwayExplorer:
             patient.state, False
         ) or bool(open_ids & self.monitoring)
         self._check_order_blocks(node)
+        self._check_rule_invariants(node)
         key = key or self._picture(patient, node.now)
         if key in self._seen:
             return
         self._seen.add(key)
         self.result.situations += 1
         self._expansions.setdefault(patient.state, 0)
-        fresh, rest = self._buckets.setdefault(patient.state, (deque(), deque()))
         core = self._core(key)
-        (rest if core in self._cores else fresh).append(node)
+        rank = (-self._progress(node), int(core in self._cores), self.result.situations)
         self._cores.add(core)
+        heapq.heappush(self._buckets.setdefault(patient.state, []), (*rank, node))
 
     def _expand(self, node: ExploredSituation) -> None:
         assert node.patient is not None
@@ -196,7 +215,7 @@ class PathwayExplorer:
             return
         self.result.expanded.add(node.patient.state)
         before = self._picture(node.patient, node.now)
-        accepted: list[tuple[ClinicalInput, bool]] = []
+        accepted: list[tuple[ClinicalInput, int]] = []
         for given in self.inputs:
             if self.result.sequences >= self.bounds.max_sequences:
                 break
@@ -208,16 +227,21 @@ class PathwayExplorer:
             self._observe(node, child, given, outcome)
             assert child.patient is not None
             key = self._picture(child.patient, child.now)
-            effective = bool(
-                outcome.changed_state
-                or outcome.alerts_raised
-                or outcome.alerts_resolved
-                or outcome.milestones_scheduled
-                or outcome.milestones_closed
-                or key != before
+            effect = (
+                2
+                if outcome.changed_state
+                else int(
+                    bool(
+                        outcome.alerts_raised
+                        or outcome.alerts_resolved
+                        or outcome.milestones_scheduled
+                        or outcome.milestones_closed
+                        or key != before
+                    )
+                )
             )
             if given.same_day:
-                accepted.append((given, effective))
+                accepted.append((given, effect))
             self._arrive(child, key)
         self._check_orders_of_inputs(node, accepted)
         node.patient = None  # its children hold what is needed from here on
@@ -249,11 +273,16 @@ class PathwayExplorer:
     ) -> None:
         assert node.patient is not None and child.patient is not None
         before, after = node.patient.state, child.patient.state
+        if outcome.transition is not None:
+            self._fired.add((before, outcome.transition.index))
         if after != before:
             self.result.exits.setdefault(before, {}).setdefault(after, child)
             self._check_entry_blocks(node, child)
         for alert_id in outcome.alerts_raised:
             self.result.alerts_raised.setdefault(alert_id, child)
+            alert = next(a for a in child.patient.open_alerts() if a.alert_id == alert_id)
+            if alert.severity in CRITICAL_SEVERITIES and not _work_item_for(child, alert):
+                self.result.unrouted_alerts.setdefault(alert_id, (child, alert))
 
     # ---- the abstraction ----------------------------------------------------------------
 
@@ -265,14 +294,28 @@ class PathwayExplorer:
             frozenset((m.milestone_id, m.due_at <= now) for m in patient.open_milestones()),
             frozenset(a.alert_id for a in patient.open_alerts()),
             tuple(sorted((k, repr(v)) for k, v in patient.facts.items())),
-            frozenset(o.drug for o in patient.active_orders()),
+            frozenset((o.drug, o.mg_per_day, o.route) for o in patient.active_orders()),
             tuple(_truth(atom, situation) for atom in self.atoms),
         )
 
+    def _progress(self, node: ExploredSituation) -> float:
+        """How close the situation is to a transition out of its state not yet seen to fire."""
+        assert node.patient is not None
+        state = node.patient.state
+        situation = Situation(node.patient, self.pathway, self.care.limits, node.now)
+        best = 0.0
+        for index, parts in self.exit_parts.get(state, ()):
+            if not parts or (state, index) in self._fired:
+                continue  # a transition only the input decides fires on the first expansion
+            held = sum(bool(_truth(part, situation)) for part in parts)
+            best = max(best, held / len(parts))
+        return best
+
     def _core(self, picture: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The part of a picture that decides how the patient can leave the state."""
-        state, truths = picture[0], picture[-1]
-        return (state, tuple(truths[i] for i in self.exit_atoms.get(state, ())))
+        """The part of a picture that decides how the patient can leave the state (the
+        conditions its transitions and the blocks read, and the active doses)."""
+        state, drugs, truths = picture[0], picture[-2], picture[-1]
+        return (state, drugs, tuple(truths[i] for i in self.exit_atoms.get(state, ())))
 
     # ---- hard blocks --------------------------------------------------------------------
 
@@ -290,9 +333,28 @@ class PathwayExplorer:
                     continue
                 if block.id in getattr(order, "overrides", ()):
                     continue  # lifted for this order by a clinician's audited reason
-                if _truth(block.when, situation):
+                if _truth(block.when, situation) and not _flagged(patient, block):
                     what = f"{order.drug.replace('_', ' ')} is active while: {block.message}"
                     self.result.breaches[block.id] = Breach(block, what, node)
+
+    def _check_rule_invariants(self, node: ExploredSituation) -> None:
+        """A drug and a recorded fact that cite the same block's rule never meet (budesonide
+        and cirrhosis both cite SAFE-BUD-CIRRHOSIS), whatever the block's condition says."""
+        assert node.patient is not None
+        patient = node.patient
+        for block, rule, drugs, facts in self.rule_invariants:
+            if block.id in self.result.breaches:
+                continue
+            present = [f for f in facts if patient.facts.get(f) is True]
+            orders = [o for o in patient.active_orders() if o.drug in drugs]
+            order = next((o for o in orders if block.id not in getattr(o, "overrides", ())), None)
+            if order is None or not present or _flagged(patient, block):
+                continue
+            what = (
+                f"{order.drug.replace('_', ' ')} is active while {present[0].replace('_', ' ')} "
+                f"is recorded, which {rule} forbids ({block.message})"
+            )
+            self.result.breaches[block.id] = Breach(block, what, node)
 
     def _check_entry_blocks(self, node: ExploredSituation, child: ExploredSituation) -> None:
         """Entering what a blocked event leads to while the block's condition held."""
@@ -311,25 +373,30 @@ class PathwayExplorer:
     # ---- same-day order -----------------------------------------------------------------
 
     def _check_orders_of_inputs(
-        self, node: ExploredSituation, accepted: list[tuple[ClinicalInput, bool]]
+        self, node: ExploredSituation, accepted: list[tuple[ClinicalInput, int]]
     ) -> None:
-        """Give pairs of same-day inputs in both orders; record pairs whose order matters."""
+        """Give pairs of same-day inputs in both orders; record pairs whose order matters.
+
+        Pairs where one input moves the patient come first, then pairs where one changes
+        alerts, milestones or the picture; each pair once per state and elapsed-time phase.
+        """
         assert node.patient is not None
         state = node.patient.state
         situation = Situation(node.patient, self.pathway, self.care.limits, node.now)
         phase = (state, tuple(_truth(self.atoms[i], situation) for i in self.phase_atoms))
         pairs = [
-            (a, b)
-            for i, (a, a_effective) in enumerate(accepted)
-            for b, b_effective in accepted[i + 1 :]
-            if a.family != b.family and (a_effective or b_effective)
+            (max(a_effect, b_effect), a, b)
+            for i, (a, a_effect) in enumerate(accepted)
+            for b, b_effect in accepted[i + 1 :]
+            if a.family != b.family and (a_effect or b_effect)
         ]
-        pairs.sort(key=lambda pair: _pair_rank(*pair))
-        for first, second in pairs:
+        pairs.sort(key=lambda pair: (-pair[0], *_pair_rank(pair[1], pair[2])))
+        for _, first, second in pairs:
             if self._phase_checks.get(phase, 0) >= self.bounds.order_checks_per_phase:
                 return
+            families = tuple(sorted((first.family, second.family)))
             key = (phase, first.label, second.label)
-            if key in self._checked_pairs:
+            if key in self._checked_pairs or (state, *families) in self._dependent_families:
                 continue
             self._checked_pairs.add(key)
             self._phase_checks[phase] = self._phase_checks.get(phase, 0) + 1
@@ -338,15 +405,14 @@ class PathwayExplorer:
             other_way = self._both(node, second, first)
             if one_way is None or other_way is None or one_way == other_way:
                 continue
-            families = tuple(sorted((first.family, second.family)))
-            self.result.order_dependences.setdefault(
-                (state, *families),
-                OrderDependence(state, first, second, one_way, other_way, node),
-            )
+            self._dependent_families.add((state, *families))
+            found = self.result.order_dependences.setdefault(_divergence(one_way, other_way), [])
+            if state not in {f.state for f in found}:
+                found.append(OrderDependence(state, first, second, one_way, other_way, node))
 
     def _both(
         self, node: ExploredSituation, first: ClinicalInput, second: ClinicalInput
-    ) -> tuple[str, tuple[str, ...], tuple[str, ...]] | None:
+    ) -> Ending | None:
         assert node.patient is not None
         patient = branch(node.patient)
         try:
@@ -359,6 +425,68 @@ class PathwayExplorer:
             tuple(sorted(a.alert_id for a in patient.open_alerts())),
             tuple(sorted(m.milestone_id for m in patient.open_milestones())),
         )
+
+
+def rule_invariants(
+    pathway: Pathway,
+) -> list[tuple[BlockDefinition, str, set[str], list[str]]]:
+    """For each medication block and each of its rules: the drugs and the yes/no facts that
+    cite that rule (facts some block or alert reads). They must never meet in a patient."""
+    read = repr(
+        _expanded(pathway, [b.when for b in pathway.blocks] + [a.when for a in pathway.alerts])
+    )
+    found = []
+    for block in pathway.blocks:
+        if block.trigger != ORDER_TRIGGER:
+            continue
+        for rule in block.rules:
+            drugs = {d for d, spec in pathway.drugs.items() if rule in spec.get("rules", [])}
+            facts = [
+                name
+                for name, spec in pathway.facts.items()
+                if rule in spec.get("rules", [])
+                and spec.get("type") == "boolean"
+                and f"'name': '{name}'" in read
+            ]
+            if not drugs or not facts:
+                continue
+            same = next(
+                (i for i, item in enumerate(found) if item[1:] == (rule, drugs, facts)), None
+            )
+            if same is None:
+                found.append((block, rule, drugs, facts))
+            elif not _reads_fact(found[same][0], facts) and _reads_fact(block, facts):
+                found[same] = (block, rule, drugs, facts)  # the block that reads the fact
+    return found
+
+
+def _reads_fact(block: BlockDefinition, facts: list[str]) -> bool:
+    return any(f"'name': '{name}'" in repr(block.when) for name in facts)
+
+
+def exit_parts(pathway: Pathway, state: str) -> list[tuple[int, list[dict[str, Any]]]]:
+    """For each transition leaving a state: the parts of its guards an input cannot choose.
+
+    Negated parts are left out: an absence (no complete response yet) holds by default and
+    says nothing about how close the patient is to the transition.
+    """
+    found = []
+    for t in pathway.transitions:
+        if t.dest == state or not pathway.in_any(state, t.sources):
+            continue
+        parts = [p for g in t.guards for p in _conjuncts(_expanded(pathway, g))]
+        found.append((t.index, [p for p in parts if "not" not in p and "'input'" not in repr(p)]))
+    return found
+
+
+def _conjuncts(condition: dict[str, Any]) -> list[dict[str, Any]]:
+    """`all` split into its parts, and `labs_within_uln` into one part per lab."""
+    ((key, arg),) = condition.items()
+    if key == "all":
+        return [p for c in arg for p in _conjuncts(c)]
+    if key == "labs_within_uln" and len(arg) > 1:
+        return [{key: [lab]} for lab in arg]
+    return [condition]
 
 
 def exit_atoms(pathway: Pathway, state: str, atoms: list[dict[str, Any]]) -> list[int]:
@@ -391,6 +519,36 @@ def _expanded(pathway: Pathway, node: Any) -> Any:
     if isinstance(node, list | tuple):
         return [_expanded(pathway, v) for v in node]
     return node
+
+
+def _work_item_for(situation: ExploredSituation, alert: Alert) -> bool:
+    """Did raising the alert open urgent work for a person (a work item citing its rules)?"""
+    assert situation.patient is not None
+    return any(
+        m.urgent and m.created_at == situation.now and set(m.rule_ids) & set(alert.rule_ids)
+        for m in situation.patient.open_milestones()
+    )
+
+
+def _flagged(patient: Patient, block: BlockDefinition) -> bool:
+    """An active order meeting a block is caught when a critical alert citing the block's
+    rules is open with its urgent work item (the block re-checked against active orders)."""
+    alerts = [
+        a
+        for a in patient.open_alerts()
+        if a.severity in CRITICAL_SEVERITIES and set(a.rule_ids) & set(block.rules)
+    ]
+    return bool(alerts) and any(
+        m.urgent and set(m.rule_ids) & set(block.rules) for m in patient.open_milestones()
+    )
+
+
+def _divergence(one: Ending, other: Ending) -> str:
+    """What differs between two endings: the states, else the alerts and milestones."""
+    if one[0] != other[0]:
+        return "|".join(sorted((one[0], other[0])))
+    differing = sorted({*one[1], *one[2]} ^ {*other[1], *other[2]})
+    return "|".join(differing)
 
 
 def branch(patient: Patient) -> Patient:

@@ -16,14 +16,13 @@ from typing import Any
 
 from engine.domain.pathway import AlertDefinition, Pathway
 from engine.domain.pathway_exploration import (
+    CRITICAL_SEVERITIES,
     Exploration,
     ExplorationBounds,
     PathwayExplorer,
     is_monitoring,
 )
 
-CRITICAL_SEVERITIES = ("critical", "urgent")
-ROUTING_KEYS = ("work_item", "routing", "route", "notify", "opens_work_item")
 FINDING_KINDS = {
     "block-bypassed": "Hard block bypassed",
     "unrouted-critical-alert": "Critical alert without a work item",
@@ -193,47 +192,41 @@ def _unmonitored_treatment_states(pathway: Pathway, seen: Exploration) -> list[F
 
 
 def alert_routing(pathway: Pathway, alert: AlertDefinition) -> Any:
-    """How the pathway data routes an alert to a person (a work item), or None.
-
-    Looks at the alert itself and at a top-level routing table by alert id or severity.
-    """
-    raw = next((a for a in pathway.raw.get("alerts", []) if a.get("id") == alert.id), {})
-    for key in ROUTING_KEYS:
-        found = getattr(alert, key, None) or raw.get(key)
-        if found:
-            return found
-    for table_key in ("alert_routing", "routing"):
-        table = pathway.raw.get(table_key) or {}
-        if isinstance(table, dict):
-            for key in (alert.id, alert.severity):
-                if table.get(key):
-                    return table[key]
-            for by_key in table.values():
-                if isinstance(by_key, dict) and (
-                    by_key.get(alert.id) or by_key.get(alert.severity)
-                ):
-                    return by_key.get(alert.id) or by_key.get(alert.severity)
-    return None
+    """The work item the pathway data opens for an alert (its own, or its severity's), or None."""
+    own = getattr(alert, "work_item", None)
+    by_severity = (getattr(pathway, "alert_routing", None) or {}).get(alert.severity)
+    return own or by_severity or None
 
 
 def _unrouted_critical_alerts(pathway: Pathway, seen: Exploration) -> list[Finding]:
-    findings = []
+    findings: dict[str, Finding] = {}
+    for alert_id, (witness, alert) in seen.unrouted_alerts.items():
+        findings[alert_id] = Finding(
+            f"unrouted-critical-alert:{alert_id}",
+            "unrouted-critical-alert",
+            f"The {alert.severity} alert {alert_id} ('{alert.message}') was raised and opened "
+            "no urgent work item for anyone.",
+            tuple(alert.rule_ids),
+            tuple(witness.sequence()),
+        )
     for alert in pathway.alerts:
-        if alert.severity not in CRITICAL_SEVERITIES or alert_routing(pathway, alert):
+        if (
+            alert.severity not in CRITICAL_SEVERITIES
+            or alert.id in findings
+            or alert_routing(pathway, alert)
+        ):
             continue
         witness = seen.alerts_raised.get(alert.id)
         raised = "raised by the sequence below" if witness else "not raised within the bounds"
-        findings.append(
-            Finding(
-                f"unrouted-critical-alert:{alert.id}",
-                "unrouted-critical-alert",
-                f"The {alert.severity} alert {alert.id} ('{alert.message}') opens no work item "
-                f"and notifies no one; {raised}.",
-                alert.rules,
-                tuple(witness.sequence()) if witness else (),
-            )
+        findings[alert.id] = Finding(
+            f"unrouted-critical-alert:{alert.id}",
+            "unrouted-critical-alert",
+            f"The {alert.severity} alert {alert.id} ('{alert.message}') has no work item in the "
+            f"pathway data (no `work_item`, no `alert_routing` for {alert.severity}); {raised}.",
+            alert.rules,
+            tuple(witness.sequence()) if witness else (),
         )
-    return findings
+    return list(findings.values())
 
 
 def _bypassed_blocks(seen: Exploration) -> list[Finding]:
@@ -251,16 +244,19 @@ def _bypassed_blocks(seen: Exploration) -> list[Finding]:
 
 def _order_dependences(seen: Exploration) -> list[Finding]:
     findings = []
-    for (state, family_a, family_b), found in seen.order_dependences.items():
-        a, b = found.first, found.second
+    for divergence, found in seen.order_dependences.items():
+        first = found[0]
+        a, b = first.first, first.second
+        states = ", ".join(f.state for f in found)
         findings.append(
             Finding(
-                f"order-dependent:{state}:{family_a}+{family_b}",
+                f"order-dependent:{divergence}",
                 "order-dependent",
-                f"In {state}, '{a.label}' then '{b.label}' gives {_ending(found.one_way)}; "
-                f"the other order gives {_ending(found.other_way)}.",
+                f"In {first.state}, '{a.label}' then '{b.label}' gives "
+                f"{_ending(first.one_way)}; the other order gives {_ending(first.other_way)}. "
+                f"Seen in: {states}.",
                 (),
-                tuple(found.witness.sequence(a, b)),
+                tuple(first.witness.sequence(a, b)),
             )
         )
     return findings
