@@ -2,17 +2,19 @@
 
 Starting from the enrolment of each representative patient, the explorer gives every
 representative input (`pathway_inputs`) to every situation it has not seen before, through the
-real `CarePathway`. Situations are told apart by an abstraction of the patient: pathway state,
-open milestones (and whether each is due), open alerts, facts, active drugs and their doses,
-and the truth of
-every condition the pathway can ask (labs against the ULN, TPMT band, elapsed time since the
-anchors, events...), so elapsed time is bucketed exactly where the pathway's own durations fall.
-The search is deterministic: breadth-first within each pathway state, states taken in turn
-(the state expanded least so far goes next), so a budget spreads over the whole pathway instead
-of being spent on combinations of screening labs. It stops at a depth and a number of input
-sequences. Along the way it records what the verifier judges: states reached and left, alerts
-raised, orders active while a hard block's condition holds, and same-day input pairs whose
-order changes the outcome.
+real `CarePathway` (each input on a copy of the patient). Situations are told apart by an
+abstraction of the patient: pathway state, open milestones (and whether each is due), open
+alerts, facts, active drugs with their doses, and the truth of every condition a transition,
+block or dose range can ask (labs against the ULN, TPMT, elapsed time since the anchors,
+events...), so elapsed time is bucketed exactly where the pathway's own durations fall.
+
+The search is deterministic and shares its budget fairly: the state expanded least so far goes
+next; within a state, the situation closest to a transition not yet seen to fire goes first (the
+larger share of that transition's guard parts already holds), then one that decides the state's
+exits differently from any seen before, then the earliest found. It stops at a depth and a
+number of input sequences. Along the way it records what the verifier judges: states reached
+and left, alerts raised (and whether they opened work for a person), active orders that a hard
+block's condition or rule forbids, and same-day input pairs whose order changes the outcome.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class ExplorationBounds:
     """How far the explorer goes: inputs per sequence, sequences in all, order checks."""
 
     depth: int = 20
-    max_sequences: int = 24_000
+    max_sequences: int = 20_000
     order_checks_per_phase: int = 40
 
 
@@ -280,8 +282,12 @@ class PathwayExplorer:
             self._check_entry_blocks(node, child)
         for alert_id in outcome.alerts_raised:
             self.result.alerts_raised.setdefault(alert_id, child)
-            alert = next(a for a in child.patient.open_alerts() if a.alert_id == alert_id)
-            if alert.severity in CRITICAL_SEVERITIES and not _work_item_for(child, alert):
+            alert = next((a for a in child.patient.open_alerts() if a.alert_id == alert_id), None)
+            if (
+                alert is not None
+                and alert.severity in CRITICAL_SEVERITIES
+                and not _work_item_for(child, alert)
+            ):
                 self.result.unrouted_alerts.setdefault(alert_id, (child, alert))
 
     # ---- the abstraction ----------------------------------------------------------------
@@ -418,7 +424,12 @@ class PathwayExplorer:
         try:
             first.apply(self.care, patient, node.now)
             second.apply(self.care, patient, node.now)
-        except Exception:  # a refusal in either order: not comparable
+        except DomainError:  # a refusal in either order: not comparable
+            return None
+        except Exception as failure:  # an engine defect: reported with the pair that shows it
+            key = (type(failure).__name__, f"{first.family} then {second.family}")
+            detail = f"{first.label} then {second.label}: {failure!r}"
+            self.result.engine_errors.setdefault(key, (node, detail))
             return None
         return (
             patient.state,
