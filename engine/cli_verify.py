@@ -61,6 +61,8 @@ def print_report(report: VerificationReport, seconds: float) -> None:
     )
     for finding in report.findings:
         _print_finding(finding)
+    for transition in report.unfired_transitions:
+        out.print(f"[dim]note: transition never seen to fire: {escape(transition)}[/]")
     for pattern in report.stale_acknowledgements:
         out.print(f"[dim]note: acknowledgement {escape(pattern)} matches no finding[/]")
     colour = "green" if not open_findings else "red"

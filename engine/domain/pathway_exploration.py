@@ -113,6 +113,7 @@ class Exploration:
     unrouted_alerts: dict[str, tuple[ExploredSituation, Alert]] = field(default_factory=dict)
     breaches: dict[str, Breach] = field(default_factory=dict)
     order_dependences: dict[str, list[OrderDependence]] = field(default_factory=dict)
+    fired: set[int] = field(default_factory=set)
     engine_errors: dict[tuple[str, str], tuple[ExploredSituation, str]] = field(
         default_factory=dict
     )
@@ -277,6 +278,7 @@ class PathwayExplorer:
         before, after = node.patient.state, child.patient.state
         if outcome.transition is not None:
             self._fired.add((before, outcome.transition.index))
+            self.result.fired.add(outcome.transition.index)
         if after != before:
             self.result.exits.setdefault(before, {}).setdefault(after, child)
             self._check_entry_blocks(node, child)

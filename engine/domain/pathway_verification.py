@@ -64,6 +64,7 @@ class VerificationReport:
     states: int
     findings: list[Finding] = field(default_factory=list)
     stale_acknowledgements: list[str] = field(default_factory=list)
+    unfired_transitions: list[str] = field(default_factory=list)
 
     @property
     def unacknowledged(self) -> list[Finding]:
@@ -110,6 +111,11 @@ def verify_pathway(pathway: Pathway, bounds: ExplorationBounds | None = None) ->
         states=len(pathway.leaf_states()),
         findings=marked,
         stale_acknowledgements=[p for p in acknowledged if p not in used],
+        unfired_transitions=[
+            f"#{t.index} {t.trigger}: {'/'.join(t.sources)} -> {t.dest} ({', '.join(t.rules)})"
+            for t in pathway.transitions
+            if t.index not in seen.fired
+        ],
     )
 
 

@@ -30,6 +30,10 @@ OPEN_DEFECTS = {
     "order-dependent:acute_severe|second_line.assessment",
     "order-dependent:maintenance|second_line.assessment",
     "order-dependent:second-line-regimen-choice|second-line-regimen-choice-intolerance",
+    "order-dependent:induction.prednisolone|relapse",
+    "order-dependent:second_line.assessment|second_line.other",
+    "order-dependent:second_line.assessment|second_line.mmf",
+    "order-dependent:second_line.assessment|second_line.tacrolimus",
 }
 
 
