@@ -123,7 +123,10 @@ def _build(data: dict[str, Any]) -> Pathway:
         drugs=data["drugs"],
         drug_aliases=aliases,
         regimens=data.get("regimens", {}),
-        facts=data.get("facts", {}),
+        facts={
+            name: {**spec, **({"set_when": cond(spec["set_when"])} if "set_when" in spec else {})}
+            for name, spec in data.get("facts", {}).items()
+        },
         events={
             kind: EventDefinition(
                 kind=kind,
@@ -331,6 +334,9 @@ def cross_reference_problems(p: Pathway) -> list[str]:
             problems.append(f"lab {lab.code} is quantitative but has no unit")
         if lab.kind == "quantitative" and (lab.plausible is None or lab.precision is None):
             problems.append(f"lab {lab.code} is quantitative but has no plausible range/precision")
+    for name, spec in p.facts.items():
+        if "set_when" in spec:
+            condition_ok(f"fact {name}", spec["set_when"])
     for name, drug in p.drugs.items():
         rules_ok(f"drug {name}", drug["rules"])
         if name not in p.dosing:

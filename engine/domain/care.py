@@ -36,7 +36,9 @@ from engine.domain.pathway import (
 CLOCK_SKEW = timedelta(minutes=5)
 EARLIEST_CLINICAL_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 OVERRIDE_EVENT = "safety_rule_overridden"
-ALERT_WORK = "alert:"  # milestone ids of the work an alert opens: `alert:<alert id>`
+ALERT_WORK = "alert:"
+DATA_TRIGGER = "lab_resulted"  # transitions judged on the patient's data alone
+MAX_MOVES_PER_INPUT = 4  # milestone ids of the work an alert opens: `alert:<alert id>`
 
 
 @dataclass
@@ -174,7 +176,9 @@ class CarePathway:
         patient.clinical_events.append(event)
         changed = {**definition.sets}
         changed.update({f: clean[f] for f in definition.sets_from_fields if f in clean})
-        self._change_facts(patient, changed, now, actor, f"{kind} recorded", definition.rules)
+        self._change_facts(
+            patient, changed, now, actor, f"{kind} recorded", definition.rules, occurred_at
+        )
         return self._apply(
             patient,
             kind,
@@ -222,6 +226,7 @@ class CarePathway:
         actor: str,
         because: str,
         rules: tuple[str, ...] | list[str],
+        at: datetime | None = None,
     ) -> None:
         """Change patient facts (weight is the patient's own attribute), audited as history."""
         for name, value in changes.items():
@@ -230,6 +235,7 @@ class CarePathway:
                 continue
             if name == "weight_kg":
                 patient.weight_kg = value
+                self._follow_weight(patient, at or now)
             else:
                 patient.facts[name] = value
             patient.audit.append(
@@ -348,11 +354,22 @@ class CarePathway:
             self._check_blocks(patient, situation, actor, trigger)
         before = patient.state
         outcome = Outcome(patient.id, before, before, record_id=record_id)
-        fired = self.machine.fire(patient, trigger, situation)
-        if fired is not None:
-            self._entered(patient, before, at or now)
+        moves: list[tuple[str, TransitionDefinition, str]] = []
+        prior = patient.state
+        fired, fired_by = self.machine.fire(patient, trigger, situation), trigger
+        # After a move, the rules on the patient's data (results, time) are judged again in the
+        # new state, so a same-day order of inputs cannot hide one (a non-response result
+        # entered before or after a taper order leads to the same place).
+        while fired is not None:
+            self._entered(patient, prior, at or now)
             self._change_facts(patient, fired.sets, now, actor, "transition", fired.rules)
-            outcome.transition = fired
+            moves.append((prior, fired, fired_by))
+            if len(moves) >= MAX_MOVES_PER_INPUT:
+                break
+            prior = patient.state
+            fired, fired_by = self._judge_again(patient, now, at or now)
+        if moves:
+            outcome.transition = moves[0][1]
             outcome.state_after = patient.state
             situation = self._situation(patient, now, trigger, details, at)
         self._settle(patient, situation, outcome, now)
@@ -370,22 +387,46 @@ class CarePathway:
                     {**audit_detail, "record_id": record_id},
                 )
             )
-        if fired is not None:
+        for prior, move, by in moves:
             patient.audit.append(
                 AuditRecord(
                     now,
                     actor,
                     "state_changed",
                     patient.id,
-                    before,
-                    patient.state,
-                    self._transition_reason(fired),
-                    fired.rules,
-                    {"trigger": trigger},
+                    prior,
+                    move.dest,
+                    self._transition_reason(move),
+                    move.rules,
+                    {"trigger": trigger if by == trigger else f"{trigger}, then {by} again"},
                 )
             )
         patient.updated_at = now
         return outcome
+
+    def _judge_again(
+        self, patient: Patient, now: datetime, at: datetime
+    ) -> tuple[TransitionDefinition | None, str]:
+        """After a move, the rules on the patient's data (results, time) judged again in the
+        new state: the transition that fires, if any."""
+        situation = self._situation(patient, now, DATA_TRIGGER, {}, at)
+        return self.machine.fire(patient, DATA_TRIGGER, situation), DATA_TRIGGER
+
+    def _dose_problem_now(
+        self, patient: Patient, order: MedicationOrder, situation: Situation
+    ) -> tuple[DoseRange, str] | None:
+        """The range the order's dose falls outside in the state now (judged as if the order
+        were being placed: it does not count as already active), unless overridden."""
+        status, order.status = order.status, "being judged"
+        try:
+            dose_range = self.dose_range(order.drug, situation)
+        finally:
+            order.status = status
+        if dose_range is None or dose_range.id in order.overrides or order.mg_per_day is None:
+            return None
+        dose = Dose(order.mg_per_day, order.mg_per_kg_day or 0.0, order.mg_per_day, "mg_per_day")
+        problem = dose_problem(dose_range, dose, self._dose_tolerance)
+        return (dose_range, problem) if problem else None
 
     def _check_blocks(
         self,
@@ -545,8 +586,29 @@ class CarePathway:
                 order.status, order.ended_at = "stopped", at
 
     def _settle(self, patient: Patient, s: Situation, outcome: Outcome, now: datetime) -> None:
+        for name, spec in self.pathway.facts.items():
+            if (
+                "set_when" in spec
+                and patient.facts.get(name) is not True
+                and holds(spec["set_when"], s)
+            ):
+                self._change_facts(
+                    patient, {name: True}, now, "engine", "condition met", spec["rules"]
+                )
         self._settle_milestones(patient, s, outcome, now)
         self._settle_alerts(patient, s, outcome, now)
+
+    @staticmethod
+    def _follow_weight(patient: Patient, since: datetime) -> None:
+        """Orders placed at or after a weight's time use it: mg/kg/day orders get their mg/day
+        again, mg/day orders their mg/kg/day (whatever order the two arrived in)."""
+        for order in patient.active_orders():
+            if order.ordered_at < since or order.mg_per_day is None:
+                continue
+            if order.dose_given_as == "mg_per_kg_day" and order.mg_per_kg_day is not None:
+                order.mg_per_day = round(order.mg_per_kg_day * patient.weight_kg, 3)
+            else:
+                order.mg_per_kg_day = round(order.mg_per_day / patient.weight_kg, 4)
 
     # ---- milestones ---------------------------------------------------------------------
 
@@ -604,7 +666,14 @@ class CarePathway:
             "treatment_start": patient.treatment_start,
             "state_entered": scope_entry,
             "condition_met": now,
-            "last_completed": max(completed, default=max(scope_entry or course, course)),
+            # a first occurrence on treatment counts from the course's start, however the
+            # patient moved within the scope since; off treatment, from entering the scope
+            "last_completed": max(
+                completed,
+                default=course
+                if all(self.pathway.states[s].on_treatment for s in mdef.scope)
+                else max(scope_entry or course, course),
+            ),
         }[mdef.anchor]
         due = mdef.offset.after(anchor_at)
         if not mdef.repeat and self._satisfied(mdef, patient, s, due, anchor_at):
@@ -684,6 +753,9 @@ class CarePathway:
         for block in self._active_order_conflicts(patient, s):
             message = block.active_order_message or f"An active order now meets: {block.message}"
             wanted[block.id] = ("critical", message, block.rules, None)
+        for dose_range, problem in self._carried_order_doses(patient, s):
+            message = f"{dose_range.drug} {problem} in {patient.state}: {dose_range.text}"
+            wanted[dose_range.id] = ("warning", message, dose_range.rules, None)
         for alert_id, (severity, message, rules, work_item) in wanted.items():
             if alert_id not in open_by_id:
                 alert = Alert(alert_id, severity, message, now, list(rules))
@@ -713,6 +785,21 @@ class CarePathway:
                 ):
                     found[block.id] = block
         return list(found.values())
+
+    def _carried_order_doses(self, patient: Patient, s: Situation) -> list[tuple[DoseRange, str]]:
+        """Doses of orders placed on the day the patient entered the current state (same-day
+        inputs that moved the patient after the order) that the state's range does not allow."""
+        entered = patient.entered(patient.state)
+        found = []
+        for order in patient.active_orders():
+            if entered is None or order.ordered_at.date() != entered.date():
+                continue
+            problem = self._dose_problem_now(
+                patient, order, self._order_situation(patient, order, s)
+            )
+            if problem:
+                found.append(problem)
+        return found
 
     def _order_situation(self, patient: Patient, order: MedicationOrder, s: Situation) -> Situation:
         """The situation with a placed order as the input (for re-checks and completions)."""

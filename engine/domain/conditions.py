@@ -147,9 +147,8 @@ def _response_in_window(arg: dict[str, Any], s: Situation) -> bool:
         window = [r for r in s.labs.series(code) if opens <= r.taken_at <= closes]
         if not window:
             continue
-        nearest = min(
-            window, key=lambda r: (abs((r.taken_at - target).total_seconds()), r.taken_at)
-        )
+        # the result nearest the target; of results taken at one moment, the amended (last)
+        nearest = min(reversed(window), key=lambda r: abs((r.taken_at - target).total_seconds()))
         base = s.labs.baseline(code, since)
         if base is None or base is nearest or not base.value or nearest.value is None:
             continue
@@ -215,8 +214,12 @@ _PRIMITIVES: dict[str, Callable[[Any, Situation], bool]] = {
     "sustained_within_uln": _sustained,
     "elapsed": _elapsed,
     "event_since": _event_since,
-    "on_drug": lambda arg, s: s.patient.on_drug(arg["in"]),
+    "on_drug": lambda arg, s: any(
+        o.drug in arg["in"] and _compare(o.mg_per_day, arg.get("mg_per_day", {}))
+        for o in s.patient.active_orders()
+    ),
     "state": lambda arg, s: s.pathway.in_any(s.patient.state, arg),
+    "input_drug_active": lambda arg, s: s.patient.on_drug([s.input.get("drug")]) is arg,
 }
 
 

@@ -86,6 +86,8 @@ class LabHistory:
         grouped: dict[str, list[LabResult]] = defaultdict(list)
         for result in results:
             grouped[result.code].append(result)
+        # Results taken at the same moment stay in the order they were recorded: a later one
+        # is an amended result and counts as the latest.
         self._series = {
             code: sorted(rows, key=lambda r: r.taken_at) for code, rows in grouped.items()
         }

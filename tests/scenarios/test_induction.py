@@ -55,16 +55,17 @@ def test_state_change_is_audited_with_its_rule_and_reason():
     assert changes[-1].reason.startswith("IND-STD: ")
 
 
-@covers("IND-STD")
-def test_a_non_steroid_order_in_screening_does_not_start_induction():
+@covers("IND-STD", "IND-AZA-DELAY")
+def test_azathioprine_before_any_steroid_is_refused_and_does_not_start_induction():
     chart = make_patient()
     screened(chart)
 
-    start_azathioprine(chart)
+    error = chart.refused(lambda: start_azathioprine(chart), "IND-AZA-DELAY")
 
+    assert error.block_id == "aza-before-steroid-delay" and error.overridable
     assert chart.state == "screening"
     assert chart.patient.treatment_start is None
-    assert "azathioprine" in chart.active_drugs()
+    assert "azathioprine" not in chart.active_drugs()
 
 
 @covers("IND-AZA-DELAY", "IND-STD")
@@ -99,7 +100,11 @@ def test_azathioprine_order_completes_the_start_azathioprine_reminder():
 def test_no_start_azathioprine_reminder_when_already_on_azathioprine():
     chart = make_patient()
     screened(chart)
-    start_azathioprine(chart)
+    chart.order(
+        "azathioprine",
+        mg_per_kg_day=1.5,
+        overrides={"aza-before-steroid-delay": "on azathioprine for years at another centre"},
+    )
 
     start_prednisolone(chart)
 

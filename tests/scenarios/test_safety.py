@@ -109,6 +109,8 @@ def test_intermediate_tpmt_allows_azathioprine_with_a_warning():
 def test_tpmt_band_boundaries_decide_the_azathioprine_block(activity, allowed):
     chart = make_patient()
     screened(chart, tpmt=activity)
+    start_prednisolone(chart)
+    chart.advance(days=14)  # IND-AZA-DELAY
 
     if allowed:
         start_azathioprine(chart)

@@ -38,7 +38,7 @@ def test_intolerance_asks_for_mycophenolate_within_a_week():
     assert row.recipients == ["clinician"]
     assert "mycophenolate" in row.title
     assert chart.pending("second-line-regimen-choice") is None
-    assert chart.facts["second_line_for"] == "intolerance"
+    assert chart.facts["intolerance_recorded"] is True
 
 
 @covers("SL-TAC", "SL-AZA2", "RSP-NONRESP")
@@ -51,7 +51,7 @@ def test_refractory_disease_asks_for_tacrolimus_or_high_dose_azathioprine():
     chart.lab("ALT", 300)  # 25% fall from 400: non-response
 
     assert chart.state == "second_line.assessment"
-    assert chart.facts["second_line_for"] == "refractory"
+    assert chart.facts["refractory"] is True
     row = chart.pending("second-line-regimen-choice")
     assert "tacrolimus" in row.title and "azathioprine" in row.title
     assert chart.pending("second-line-regimen-choice-intolerance") is None

@@ -68,10 +68,21 @@ def test_7_5mg_step_refused_while_aminotransferases_are_raised():
     chart = to_taper_10mg()
     chart.labs(ALT=30, AST=60)
 
-    chart.order("prednisolone", mg_per_day=7.5)
+    error = chart.refused(lambda: chart.order("prednisolone", mg_per_day=7.5), "TAP-7.5")
 
+    assert error.block_id == "taper-below-10mg-while-raised" and error.overridable
     assert chart.state == "taper.10mg"
     assert chart.pending("taper-to-7-5mg") is None
+
+
+@covers("TAP-7.5")
+def test_aminotransferases_rising_again_on_7_5mg_raise_an_alert_to_review_the_taper():
+    chart = to_taper_7_5mg()
+
+    outcome = chart.labs(ALT=90)
+
+    assert "taper-below-10mg-while-raised" in outcome.alerts_raised
+    assert chart.alert("taper-below-10mg-while-raised").severity == "critical"
 
 
 @covers("TAP-7.5")

@@ -288,8 +288,9 @@ def test_dose_per_kg_and_per_day_are_derived_from_each_other():
     chart = make_patient(weight_kg=80)
     screened(chart)
 
-    chart.order("azathioprine", mg_per_kg_day=1.5)
     chart.order("prednisolone", mg_per_day=30)
+    chart.advance(days=14)
+    chart.order("azathioprine", mg_per_kg_day=1.5)
 
     drugs = chart.active_drugs()
     assert drugs["azathioprine"].mg_per_day == 120
