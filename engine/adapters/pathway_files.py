@@ -252,7 +252,7 @@ def cross_reference_problems(p: Pathway) -> list[str]:
                 problems.append(f"{where} uses unknown guard {value}")
             elif key == "lab_known" and value not in p.labs:
                 problems.append(f"{where} uses unknown lab {value}")
-            elif key == "labs_within_uln" or (key == "sustained_within_uln"):
+            elif key in ("labs_within_uln", "sustained_within_uln", "recent_labs_within_uln"):
                 labs = value if key == "labs_within_uln" else value["labs"]
                 problems.extend(
                     f"{where} uses unknown lab {lab}" for lab in labs if lab not in p.labs
@@ -268,7 +268,7 @@ def cross_reference_problems(p: Pathway) -> list[str]:
             elif key == "event_since" and value["kind"] not in p.events:
                 problems.append(f"{where} uses unknown event {value['kind']}")
             elif isinstance(value, dict):
-                for duration_key in ("at_least", "less_than", "for_at_least"):
+                for duration_key in ("at_least", "less_than", "for_at_least", "within"):
                     if isinstance(value.get(duration_key), str):
                         try:
                             parse_duration(value[duration_key])

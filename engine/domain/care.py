@@ -577,7 +577,10 @@ class CarePathway:
         kept = {s: patient.state_entered[s] for s in new if s in old and s in patient.state_entered}
         patient.state_entered = {s: kept.get(s, at.isoformat()) for s in new}
         was, now_state = self.pathway.states[old[0]], self.pathway.states[new[0]]
-        if now_state.on_treatment and not was.on_treatment:
+        # a new course starts on entering treatment, unless orders placed before this moment
+        # still run (a patient back from transplant evaluation on the same steroid)
+        running = any(o.ordered_at < at for o in patient.active_orders())
+        if now_state.on_treatment and not was.on_treatment and not running:
             patient.treatment_start = at
         for state in new:
             patient.facts.update(self.pathway.states[state].sets)
@@ -654,7 +657,7 @@ class CarePathway:
         # Of the closed rows, only the latest occurrence and the latest completed one of each
         # milestone and cycle need to be loaded: occurrences run 1, 2, 3... within a cycle.
         rows = [m for m in patient.milestones if m.milestone_id == mdef.id and m.cycle == cycle]
-        if rows and not mdef.repeat:
+        if rows and not mdef.repeat and not _left_and_back(rows):
             return None
         if mdef.when is not None and not holds(mdef.when, s):
             return None
@@ -934,6 +937,13 @@ def _events_read_by_conditions(pathway: Pathway) -> frozenset[str]:
     walk([a.when for a in pathway.alerts])
     walk([(m.when, m.unless) for m in pathway.milestones])
     return frozenset(found)
+
+
+def _left_and_back(rows: list[Milestone]) -> bool:
+    """The latest occurrence was cancelled only because the patient left its scope: it is due
+    again on the way back (TPMT still outstanding after a detour through another state)."""
+    latest = max(rows, key=lambda m: m.occurrence)
+    return latest.status == "cancelled" and (latest.close_reason or "").startswith("left ")
 
 
 def _dose_change(before: float | None, after: float) -> str:

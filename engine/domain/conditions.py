@@ -208,6 +208,11 @@ _PRIMITIVES: dict[str, Callable[[Any, Situation], bool]] = {
     "lab_latest": _lab_latest,
     "lab_band": _lab_band,
     "labs_within_uln": lambda arg, s: all(s.labs.within_uln(c, s.uln(c)) for c in arg),
+    "recent_labs_within_uln": lambda arg, s: all(
+        s.labs.within_uln(c, s.uln(c))
+        and s.labs.latest(c).taken_at >= parse_duration(arg["within"]).before(s.at)
+        for c in arg["labs"]
+    ),
     "lab_fall_from_baseline": _fall,
     "lab_response_in_window": _response_in_window,
     "lab_improving": _improving,
