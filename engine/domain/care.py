@@ -580,7 +580,9 @@ class CarePathway:
         # a new course starts on entering treatment, unless orders placed before this moment
         # still run (a patient back from transplant evaluation on the same steroid)
         running = any(o.ordered_at < at for o in patient.active_orders())
-        if now_state.on_treatment and not was.on_treatment and not running:
+        if now_state.on_treatment and not was.on_treatment and (
+            not running or patient.treatment_start is None
+        ):
             patient.treatment_start = at
         for state in new:
             patient.facts.update(self.pathway.states[state].sets)

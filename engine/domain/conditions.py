@@ -183,6 +183,20 @@ def _sustained(arg: dict[str, Any], s: Situation) -> bool:
     return start is not None and s.at >= parse_duration(arg["for_at_least"]).after(start)
 
 
+def _on_drug(arg: dict[str, Any], s: Situation) -> bool:
+    """An active order of one of the drugs (dose compared; placed on or after the anchor's day
+    when `ordered_since` is given)."""
+    since = s.anchor(arg["ordered_since"]) if "ordered_since" in arg else None
+    if "ordered_since" in arg and since is None:
+        return False
+    return any(
+        o.drug in arg["in"]
+        and _compare(o.mg_per_day, arg.get("mg_per_day", {}))
+        and (since is None or o.ordered_at.date() >= since.date())
+        for o in s.patient.active_orders()
+    )
+
+
 def _event_since(arg: dict[str, Any], s: Situation) -> bool:
     since = s.anchor(arg["since"]) if "since" in arg else None
     if "since" in arg and since is None:
@@ -219,10 +233,7 @@ _PRIMITIVES: dict[str, Callable[[Any, Situation], bool]] = {
     "sustained_within_uln": _sustained,
     "elapsed": _elapsed,
     "event_since": _event_since,
-    "on_drug": lambda arg, s: any(
-        o.drug in arg["in"] and _compare(o.mg_per_day, arg.get("mg_per_day", {}))
-        for o in s.patient.active_orders()
-    ),
+    "on_drug": _on_drug,
     "state": lambda arg, s: s.pathway.in_any(s.patient.state, arg),
     "input_drug_active": lambda arg, s: s.patient.on_drug([s.input.get("drug")]) is arg,
 }
