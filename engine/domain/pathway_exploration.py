@@ -6,15 +6,21 @@ real `CarePathway` (each input on a copy of the patient). Situations are told ap
 abstraction of the patient: pathway state, open milestones (and whether each is due), open
 alerts, facts, active drugs with their doses, and the truth of every condition a transition,
 block or dose range can ask (labs against the ULN, TPMT, elapsed time since the anchors,
-events...), so elapsed time is bucketed exactly where the pathway's own durations fall.
+events...), so elapsed time is bucketed exactly where the pathway's own durations fall. A
+condition that asks the same of several labs (`labs_within_uln`, `recent_labs_within_uln`,
+`sustained_within_uln`: any primitive whose argument lists lab codes) is also asked of each lab
+alone, so that a patient with one of the two results is told apart from one with neither.
 
-The search is deterministic and shares its budget fairly: the state expanded least so far goes
-next; within a state, the situation closest to a transition not yet seen to fire goes first (the
-larger share of that transition's guard parts already holds), then one that decides the state's
-exits differently from any seen before, then the earliest found. It stops at a depth and a
-number of input sequences. Along the way it records what the verifier judges: states reached
-and left, alerts raised (and whether they opened work for a person), active orders that a hard
-block's condition or rule forbids, and same-day input pairs whose order changes the outcome.
+The search is deterministic and shares its budget: the state expanded least so far goes next,
+a state whose every exit has already fired counting its expansions `SETTLED_WEIGHT` times over;
+within a state, the situation closest to a transition not yet seen to fire goes first (the
+larger share of that transition's parts already holds: its guard's parts, one per lab for the
+conditions above, and for each hard block that could refuse its input, that the block does not
+apply), then one that decides the state's exits differently from any seen before, then the
+earliest found. It stops at a depth and a number of input sequences. Along the way it records
+what the verifier judges: states reached and left, alerts raised (and whether they opened work
+for a person), active orders that a hard block's condition or rule forbids, and same-day input
+pairs whose order changes the outcome.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ from engine.domain.care import CarePathway, Outcome
 from engine.domain.conditions import Situation, holds
 from engine.domain.errors import DomainError
 from engine.domain.model import Alert, Patient
-from engine.domain.pathway import BlockDefinition, MilestoneDefinition, Pathway
+from engine.domain.pathway import (
+    BlockDefinition,
+    MilestoneDefinition,
+    Pathway,
+    TransitionDefinition,
+)
 from engine.domain.pathway_inputs import (
     START,
     ClinicalInput,
@@ -41,6 +52,7 @@ from engine.domain.pathway_inputs import (
 ORDER_TRIGGER = "medication_ordered"
 UNCHANGING_RECORDS = ("labs", "clinical_events")
 CRITICAL_SEVERITIES = ("critical", "urgent")
+SETTLED_WEIGHT = 3  # a state whose every exit has fired is expanded a third as often
 Ending = tuple[str, tuple[str, ...], tuple[str, ...]]  # state, open alerts, open milestones
 
 
@@ -131,11 +143,16 @@ class PathwayExplorer:
         self.pathway = pathway
         self.bounds = bounds or ExplorationBounds()
         self.care = CarePathway(pathway)
+        self._moves: list[tuple[str, TransitionDefinition]] = []
+        self._record_moves(self.care)
         self.inputs = representative_inputs(pathway)
         every_atom = primitive_conditions(pathway)
-        self.atoms = [every_atom[i] for i in deciding_atoms(pathway, every_atom)]
+        deciding = [every_atom[i] for i in deciding_atoms(pathway, every_atom)]
+        self.atoms, parents = refined_atoms(pathway, deciding)
         self.exit_atoms = {
-            state: exit_atoms(pathway, state, self.atoms) for state in pathway.leaf_states()
+            state: [i for i in range(len(self.atoms)) if parents[i] in whole]
+            for state in pathway.leaf_states()
+            for whole in [set(exit_atoms(pathway, state, deciding))]
         }
         self.exit_parts = {state: exit_parts(pathway, state) for state in pathway.leaf_states()}
         self.phase_atoms = [i for i, a in enumerate(self.atoms) if "elapsed" in a]
@@ -156,6 +173,20 @@ class PathwayExplorer:
         self._phase_checks: dict[tuple[Any, ...], int] = {}
         self._dependent_families: set[tuple[str, ...]] = set()
 
+    def _record_moves(self, care: CarePathway) -> None:
+        """Note every transition the machine fires (an input may move the patient more than
+        once: the data rules are judged again after a move), with the state it left."""
+        machine, fire = care.machine, care.machine.fire
+
+        def recorded(model: Any, trigger: str, situation: Situation) -> Any:
+            source = model.state
+            fired = fire(model, trigger, situation)
+            if fired is not None:
+                self._moves.append((source, fired))
+            return fired
+
+        machine.fire = recorded  # type: ignore[method-assign]
+
     # ---- the search ---------------------------------------------------------------------
 
     def explore(self) -> Exploration:
@@ -174,7 +205,7 @@ class PathwayExplorer:
         waiting = [s for s, queue in self._buckets.items() if queue]
         if not waiting:
             return None
-        state = min(waiting, key=lambda s: self._expansions[s])  # first discovered wins ties
+        state = min(waiting, key=self._share)  # first discovered wins ties
         self._expansions[state] += 1
         queue = self._buckets[state]
         while True:  # priorities go stale as transitions fire: refresh the head until it holds
@@ -183,6 +214,13 @@ class PathwayExplorer:
             if now == progress or not queue:
                 return node
             heapq.heappush(queue, (now, *rest, node))
+
+    def _share(self, state: str) -> int:
+        """How much of the budget a state has had: its expansions, counted SETTLED_WEIGHT
+        times over once every transition out of it has been seen to fire (or it has none),
+        so that states with a way out not yet found are expanded more often."""
+        settled = all((state, index) in self._fired for index, _ in self.exit_parts[state])
+        return self._expansions[state] * (SETTLED_WEIGHT if settled else 1)
 
     def _arrive(self, node: ExploredSituation, key: tuple[Any, ...] | None = None) -> None:
         """Record a situation reached; queue it if it is new.
@@ -255,6 +293,7 @@ class PathwayExplorer:
         """Give one input to a copy of the situation's patient; None when it is refused."""
         assert node.patient is not None
         patient = branch(node.patient)
+        self._moves.clear()
         try:
             outcome, now = given.apply(self.care, patient, node.now)
         except DomainError:
@@ -276,9 +315,11 @@ class PathwayExplorer:
     ) -> None:
         assert node.patient is not None and child.patient is not None
         before, after = node.patient.state, child.patient.state
-        if outcome.transition is not None:
-            self._fired.add((before, outcome.transition.index))
-            self.result.fired.add(outcome.transition.index)
+        for source, move in self._moves:
+            self._fired.add((source, move.index))
+            self.result.fired.add(move.index)
+            if source != before:
+                self.result.exits.setdefault(source, {}).setdefault(move.dest, child)
         if after != before:
             self.result.exits.setdefault(before, {}).setdefault(after, child)
             self._check_entry_blocks(node, child)
@@ -478,28 +519,104 @@ def _reads_fact(block: BlockDefinition, facts: list[str]) -> bool:
 
 
 def exit_parts(pathway: Pathway, state: str) -> list[tuple[int, list[dict[str, Any]]]]:
-    """For each transition leaving a state: the parts of its guards an input cannot choose.
+    """For each transition leaving a state: the parts of its guards an input cannot choose,
+    and for each hard block that could refuse the transition's input, that the block's own
+    parts do not all hold (azathioprine to second line needs TPMT known).
 
-    Negated parts are left out: an absence (no complete response yet) holds by default and
-    says nothing about how close the patient is to the transition.
+    Negated guard parts are left out: an absence (no complete response yet) holds by default
+    and says nothing about how close the patient is to the transition.
     """
     found = []
     for t in pathway.transitions:
         if t.dest == state or not pathway.in_any(state, t.sources):
             continue
-        parts = [p for g in t.guards for p in _conjuncts(_expanded(pathway, g))]
-        found.append((t.index, [p for p in parts if "not" not in p and "'input'" not in repr(p)]))
+        parts = [p for g in t.guards for p in _conjuncts(pathway, _expanded(pathway, g))]
+        chosen = [p for p in parts if "'input'" in repr(p)]
+        kept = [p for p in parts if "not" not in p and "'input'" not in repr(p)]
+        for block in pathway.blocks:
+            if block.trigger != t.trigger:
+                continue
+            block_parts = _conjuncts(pathway, _expanded(pathway, block.when))
+            if not _may_meet(chosen, [p for p in block_parts if "input" in p]):
+                continue
+            rest = [p for p in block_parts if "input" not in p]
+            if rest and not any(_self_state(pathway, p, state) is False for p in rest):
+                kept.append({"not": {"all": rest}})
+        found.append((t.index, kept))
     return found
 
 
-def _conjuncts(condition: dict[str, Any]) -> list[dict[str, Any]]:
-    """`all` split into its parts, and `labs_within_uln` into one part per lab."""
+def _may_meet(chosen: list[dict[str, Any]], block_inputs: list[dict[str, Any]]) -> bool:
+    """Could one input meet both a transition's input parts and a block's (the same field
+    never asked for disjoint values)?"""
+    for mine in (p["input"] for p in chosen if "input" in p):
+        for theirs in (p["input"] for p in block_inputs):
+            if mine.get("field") != theirs.get("field"):
+                continue
+            if "in" in mine and "in" in theirs and not set(mine["in"]) & set(theirs["in"]):
+                return False
+            if "equals" in mine and "equals" in theirs and mine["equals"] != theirs["equals"]:
+                return False
+    return True
+
+
+def _self_state(pathway: Pathway, part: dict[str, Any], state: str) -> bool | None:
+    """Whether a `state` part holds in the state (None for any other part)."""
+    if "state" not in part:
+        return None
+    return pathway.in_any(state, part["state"])
+
+
+def _conjuncts(pathway: Pathway, condition: dict[str, Any]) -> list[dict[str, Any]]:
+    """`all` split into its parts, and a condition on several labs into one part per lab."""
     ((key, arg),) = condition.items()
     if key == "all":
-        return [p for c in arg for p in _conjuncts(c)]
-    if key == "labs_within_uln" and len(arg) > 1:
+        return [p for c in arg for p in _conjuncts(pathway, c)]
+    return per_lab(pathway, condition)
+
+
+def per_lab(pathway: Pathway, condition: dict[str, Any]) -> list[dict[str, Any]]:
+    """A primitive that asks the same of several labs, as one condition per lab; else itself.
+
+    Told by its shape, whatever its name: its argument is a list of the pathway's lab codes
+    (`labs_within_uln: [ALT, AST]`) or has such a list under `labs`
+    (`recent_labs_within_uln: {labs: [ALT, IgG], within: P6W}`, `sustained_within_uln`). Each
+    lab's part is what one result can change, so the search sees a patient halfway there.
+    """
+    ((key, arg),) = condition.items()
+    if key in ("all", "any", "not", "guard", "input"):
+        return [condition]
+    if _lab_list(pathway, arg):
         return [{key: [lab]} for lab in arg]
+    if isinstance(arg, dict) and _lab_list(pathway, arg.get("labs")):
+        return [{key: {**arg, "labs": [lab]}} for lab in arg["labs"]]
     return [condition]
+
+
+def _lab_list(pathway: Pathway, value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 1
+        and all(isinstance(v, str) and v in pathway.labs for v in value)
+    )
+
+
+def refined_atoms(
+    pathway: Pathway, atoms: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The atoms, then the per-lab parts of those that ask of several labs (`per_lab`), each
+    with the position of the atom it comes from. The parts tell apart patients the whole
+    cannot (ALT normal and IgG not yet measured, against neither), so that a condition two
+    results satisfy is seen half met."""
+    found, parents = list(atoms), list(range(len(atoms)))
+    known = {repr(a) for a in atoms}
+    for index, atom in enumerate(atoms):
+        for part in per_lab(pathway, atom):
+            if repr(part) not in known:
+                known.add(repr(part))
+                found.append(part)
+                parents.append(index)
+    return found, parents
 
 
 def exit_atoms(pathway: Pathway, state: str, atoms: list[dict[str, Any]]) -> list[int]:
