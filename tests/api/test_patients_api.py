@@ -11,7 +11,7 @@ import pytest
 
 from engine.services import patients as patient_service
 
-SCREENING = [("ALT", 420, "U/L"), ("AST", 310, "U/L"), ("IgG", 24, None), ("TPMT", 31, None)]
+SCREENING = [("ALT", 420, "U/L"), ("AST", 310, "U/L"), ("IgG", 24, "g/L"), ("TPMT", 31, "U/mL")]
 
 
 def post_labs(client, headers, patient_id, labs=SCREENING):
@@ -104,17 +104,27 @@ def test_unknown_patient_is_a_404_problem(client, callers):
     ("lab", "problem_type"),
     [
         ({"code": "ALT", "value": 80, "unit": "mg"}, "/invalid-input"),
-        ({"code": "ALT", "value": 80, "taken_at": "2031-01-01T00:00:00+00:00"}, "/invalid-input"),
-        ({"code": "ALT", "value": 80, "taken_at": "2025-01-01T00:00:00"}, "/validation"),
-        ({"code": "ALT", "value": -3}, "/invalid-input"),
-        ({"code": "NOPE", "value": 3}, "/unknown-code"),
-        ({"code": "ALT"}, "/validation"),
+        ({"code": "ALT", "value": 80}, "/invalid-input"),
+        (
+            {"code": "ALT", "value": 80, "unit": "U/L", "taken_at": "2031-01-01T00:00:00+00:00"},
+            "/invalid-input",
+        ),
+        (
+            {"code": "ALT", "value": 80, "unit": "U/L", "taken_at": "2025-01-01T00:00:00"},
+            "/validation",
+        ),
+        ({"code": "ALT", "value": -3, "unit": "U/L"}, "/invalid-input"),
+        ({"code": "ALT", "value": 80000, "unit": "U/L"}, "/invalid-input"),
+        ({"code": "NOPE", "value": 3, "unit": "U/L"}, "/unknown-code"),
+        ({"code": "ALT", "unit": "U/L"}, "/validation"),
     ],
     ids=[
         "unit-not-convertible",
+        "no-unit",
         "future-date",
         "naive-date",
         "negative",
+        "implausible",
         "unknown-lab",
         "no-value",
     ],
@@ -133,6 +143,19 @@ def test_bad_lab_input_is_a_422_problem_and_changes_nothing(
         client.get(f"/patients/{patient['patient_id']}", headers=headers).json()["version"]
         == patient["version"]
     )
+
+
+def test_a_lab_without_a_unit_is_refused_naming_the_accepted_units(client, callers, enrol):
+    patient_id = enrol()["patient_id"]
+
+    response = client.post(
+        f"/patients/{patient_id}/labs",
+        json={"code": "ALT", "value": 80},
+        headers=callers["clinician"],
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "ALT needs a unit; accepted: U/L, IU/L, ukat/L"
 
 
 def test_the_same_idempotency_key_replays_the_answer_and_records_the_lab_once(
@@ -159,13 +182,18 @@ def test_the_same_idempotency_key_replays_the_answer_and_records_the_lab_once(
 def test_a_failed_request_does_not_use_up_its_idempotency_key(client, callers, enrol):
     headers = {**callers["clinician"], "Idempotency-Key": "order-1"}
     patient_id = enrol()["patient_id"]
-    order = {"drug": "azathioprine", "mg_per_kg_day": 1}
+    order = {
+        "drug": "azathioprine",
+        "mg_per_kg_day": 1,
+        "overrides": {"aza-before-steroid-delay": "steroid-sparing start agreed at clinic"},
+    }
 
     refused = client.post(f"/patients/{patient_id}/orders", json=order, headers=headers)
     post_labs(client, callers["clinician"], patient_id)
     retried = client.post(f"/patients/{patient_id}/orders", json=order, headers=headers)
 
-    assert refused.status_code == 422 and retried.status_code == 200, retried.text
+    assert refused.status_code == 422 and refused.json()["rule_ids"] == ["SCR-TPMT"]
+    assert retried.status_code == 200, retried.text
 
 
 def test_enrolment_with_an_idempotency_key_enrols_once(client, callers):
@@ -234,7 +262,7 @@ def test_every_read_is_audited_with_the_caller_and_auditors_can_read_it(client, 
     client.get("/patients", headers=coordinator)
     client.post(
         f"/patients/{patient_id}/what-if",
-        json={"kind": "lab", "code": "ALT", "value": 30},
+        json={"kind": "lab", "code": "ALT", "value": 30, "unit": "U/L"},
         headers=callers["clinician"],
     )
 

@@ -33,7 +33,7 @@ SCREENING = [
     ("ALT", 420, "U/L"),
     ("AST", 310, "U/L"),
     ("IgG", 24, "g/L"),
-    ("TPMT", 31, None),
+    ("TPMT", 31, "U/mL"),
     ("HBSAG", "negative", None),
 ]
 
@@ -73,34 +73,51 @@ def test_refused_items_are_answered_with_their_reason_and_the_rest_commit(uow_fa
         uow_factory,
         "lab",
         [
-            {"patient_id": patient_id, "code": "ALT", "value": 420},
-            {"patient_id": "nobody", "code": "ALT", "value": 420},
+            {"patient_id": patient_id, "code": "ALT", "value": 420, "unit": "U/L"},
+            {"patient_id": "nobody", "code": "ALT", "value": 420, "unit": "U/L"},
             {"patient_id": patient_id, "code": "ALT", "value": 420, "unit": "mmHg"},
-            {"patient_id": patient_id, "code": "XYZ", "value": 1},
-            {"patient_id": patient_id, "code": "ALT", "value": -3},
-            {"patient_id": patient_id, "code": "AST", "value": 310},
+            {"patient_id": patient_id, "code": "XYZ", "value": 1, "unit": "U/L"},
+            {"patient_id": patient_id, "code": "ALT", "value": -3, "unit": "U/L"},
+            {"patient_id": patient_id, "code": "ALT", "value": 420},
+            {"patient_id": patient_id, "code": "AST", "value": 310, "unit": "U/L"},
         ],
     )
-    assert [a["accepted"] for a in answers] == [True, False, False, False, False, True]
-    assert [a.get("error") for a in answers[1:5]] == [
+    assert [a["accepted"] for a in answers] == [True, False, False, False, False, False, True]
+    assert [a.get("error") for a in answers[1:6]] == [
         "unknown-patient",
         "invalid-input",
         "unknown-code",
         "invalid-input",
+        "invalid-input",
     ]
-    assert all(a["reason"] for a in answers[1:5])
+    assert all(a["reason"] for a in answers[1:6])
+    assert answers[5]["reason"] == "ALT needs a unit; accepted: U/L, IU/L, ukat/L"
     assert labs_of(uow_factory, patient_id) == 2
 
 
 def test_a_stale_expected_version_refuses_only_that_item(uow_factory):
     first, second = enrolled(uow_factory), enrolled(uow_factory)
-    service.record_lab_result(uow_factory(), "lab", first, code="ALT", value=420)  # version 2
+    service.record_lab_result(
+        uow_factory(), "lab", first, code="ALT", value=420, unit="U/L"
+    )  # version 2
     answers = service.record_lab_results(
         uow_factory(),
         "lab",
         [
-            {"patient_id": first, "code": "AST", "value": 310, "expected_version": 1},
-            {"patient_id": second, "code": "AST", "value": 310, "expected_version": 1},
+            {
+                "patient_id": first,
+                "code": "AST",
+                "value": 310,
+                "unit": "U/L",
+                "expected_version": 1,
+            },
+            {
+                "patient_id": second,
+                "code": "AST",
+                "value": 310,
+                "unit": "U/L",
+                "expected_version": 1,
+            },
         ],
     )
     assert [(a["accepted"], a.get("error")) for a in answers] == [
@@ -124,7 +141,7 @@ class RacedOnce:
             if not self.raced:
                 self.raced = True
                 service.record_lab_result(
-                    self.uow_factory(), "other", self.patient_id, code="IgG", value=24
+                    self.uow_factory(), "other", self.patient_id, code="IgG", value=24, unit="g/L"
                 )
             commit()
 
@@ -138,9 +155,15 @@ def test_a_writer_racing_the_batch_costs_a_retry_not_a_lost_result(uow_factory):
         RacedOnce(uow_factory, raced),
         "lab",
         [
-            {"patient_id": raced, "code": "ALT", "value": 420},
-            {"patient_id": other, "code": "ALT", "value": 420},
-            {"patient_id": raced, "code": "AST", "value": 310, "expected_version": 1},
+            {"patient_id": raced, "code": "ALT", "value": 420, "unit": "U/L"},
+            {"patient_id": other, "code": "ALT", "value": 420, "unit": "U/L"},
+            {
+                "patient_id": raced,
+                "code": "AST",
+                "value": 310,
+                "unit": "U/L",
+                "expected_version": 1,
+            },
         ],
     )
     assert [(a["accepted"], a.get("error")) for a in answers] == [
@@ -170,8 +193,8 @@ def test_a_batch_writes_its_audit_lines_in_one_statement(uow_factory):
         service.record_lab_results(
             uow_factory(),
             "lab",
-            [{"patient_id": pid, "code": "ALT", "value": 420} for pid in patient_ids]
-            + [{"patient_id": "nobody", "code": "ALT", "value": 1}],
+            [{"patient_id": pid, "code": "ALT", "value": 420, "unit": "U/L"} for pid in patient_ids]
+            + [{"patient_id": "nobody", "code": "ALT", "value": 1, "unit": "U/L"}],
         )
     finally:
         event.remove(engine, "before_cursor_execute", count)
