@@ -577,12 +577,17 @@ class CarePathway:
         kept = {s: patient.state_entered[s] for s in new if s in old and s in patient.state_entered}
         patient.state_entered = {s: kept.get(s, at.isoformat()) for s in new}
         was, now_state = self.pathway.states[old[0]], self.pathway.states[new[0]]
-        # a new course starts on entering treatment, unless orders placed before this moment
-        # still run (a patient back from transplant evaluation on the same steroid)
-        running = any(o.ordered_at < at for o in patient.active_orders())
-        if now_state.on_treatment and not was.on_treatment and (
-            not running or patient.treatment_start is None
-        ):
+        # a new course starts on entering treatment, unless the course under way was never
+        # stopped (a patient back from transplant evaluation on the same steroid)
+        stopped = (
+            any(
+                o.status == "stopped" and o.ended_at and o.ended_at >= patient.treatment_start
+                for o in patient.orders
+            )
+            if patient.treatment_start
+            else True
+        )
+        if now_state.on_treatment and not was.on_treatment and stopped:
             patient.treatment_start = at
         for state in new:
             patient.facts.update(self.pathway.states[state].sets)

@@ -25,7 +25,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from engine.clock import SystemClock
 
 ROLES = ("patient", "clinician", "coordinator")
-KINDS = ("lab", "action", "review")
+KINDS = ("lab", "action", "review", "alert")
 _TEMPLATE_SET = {"patient": "patient", "clinician": "clinician", "coordinator": "clinician"}
 _MESSAGE_ID_PART = re.compile(r"^[A-Za-z0-9._~+=-]+$")
 

@@ -26,16 +26,9 @@ STATIC = ExplorationBounds(depth=3, max_sequences=200)  # for findings read from
 # item 3: decisions independent of arrival order). They are deliberately not acknowledged in
 # the pathway data; delete each key here when its fix lands (the test below asks for exactly
 # this set, so a fix that lands, or a new defect, is noticed).
-OPEN_DEFECTS = {
-    # second line at 4 weeks: a normal ALT and an order of another second-line agent the same
-    # day end in maintenance one way, in the new agent's state the other
-    "order-dependent:maintenance|second_line.mmf",
-    "order-dependent:maintenance|second_line.tacrolimus",
-    # taper, severely inflamed and decompensated the same day: the response assessment is due
-    # again in acute severe only when decompensation is recorded first (via transplant
-    # evaluation, which restarts the course)
-    "order-dependent:response-assessment",
-}
+# Findings on the shipped pathway that are real defects still to fix (each key goes when its
+# fix lands); none are open.
+OPEN_DEFECTS: set[str] = set()
 
 
 def shipped_data() -> dict[str, Any]:
