@@ -64,8 +64,16 @@ def enrolled_on_prednisolone(uow_factory) -> str:
         weight_kg=64,
         facts={"cirrhosis": False},
     )["patient_id"]
-    for code, value in (("ALT", 420), ("AST", 310), ("IgG", 24), ("BILI", 25), ("TPMT", 31)):
-        service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
+    for code, value, unit in (
+        ("ALT", 420, "U/L"),
+        ("AST", 310, "U/L"),
+        ("IgG", 24, "g/L"),
+        ("BILI", 25, "umol/L"),
+        ("TPMT", 31, "U/mL"),
+    ):
+        service.record_lab_result(
+            uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
+        )
     for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
         service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
     service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)
@@ -73,14 +81,22 @@ def enrolled_on_prednisolone(uow_factory) -> str:
 
 
 def monthly_history(uow_factory, clock: ManualClock) -> tuple[str, list[dict]]:
-    """Eight months of ALT and AST: falling, a rise above normal, normal again."""
+    """Eight months of ALT and AST (falling, a rise above normal, normal again) with IgG,
+    normal from the second month (the partial-response alert reads all three)."""
     patient_id = enrolled_on_prednisolone(uow_factory)
     views = []
     for month, alt in enumerate((180, 90, 60, 140, 30, 28, 26, 25)[:MONTHS]):
         clock.advance(days=31)
-        for code, value in (("ALT", alt), ("AST", alt * 0.9)):
+        igg = 18 if month == 0 else 12
+        for code, value, unit in (
+            ("ALT", alt, "U/L"),
+            ("AST", alt * 0.9, "U/L"),
+            ("IgG", igg, "g/L"),
+        ):
             views.append(
-                service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
+                service.record_lab_result(
+                    uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
+                )
             )
         if month == 1:
             service.order_medication(
@@ -102,13 +118,17 @@ def milestone_rows(uow_factory, patient_id: str) -> list[tuple]:
 def test_one_lab_result_reads_each_record_table_once(uow_factory, clock):
     patient_id, _ = monthly_history(uow_factory, clock)
     with selects_on_patient_records(uow_factory) as seen:
-        service.record_lab_result(uow_factory(), "lab", patient_id, code="ALT", value=24)
+        service.record_lab_result(
+            uow_factory(), "lab", patient_id, code="ALT", value=24, unit="U/L"
+        )
     assert sorted(seen) == sorted(RECORD_TABLES)
 
 
 def test_a_batch_of_lab_results_reads_each_record_table_once(uow_factory, clock):
     patient_ids = [enrolled_on_prednisolone(uow_factory) for _ in range(4)]
-    batch = [{"patient_id": pid, "code": "ALT", "value": 80} for pid in patient_ids] * 2
+    batch = [
+        {"patient_id": pid, "code": "ALT", "value": 80, "unit": "U/L"} for pid in patient_ids
+    ] * 2
     with selects_on_patient_records(uow_factory) as seen:
         answers = service.record_lab_results(uow_factory(), "lab", batch)
     assert all(answer["accepted"] for answer in answers)
@@ -185,7 +205,9 @@ def test_the_next_monthly_check_is_due_a_month_after_the_last_completed_one(uow_
 def test_resolved_alert_is_raised_again_when_alt_rises_after_normalising(uow_factory, clock):
     patient_id, _ = monthly_history(uow_factory, clock)
     clock.advance(days=31)
-    view = service.record_lab_result(uow_factory(), "lab", patient_id, code="ALT", value=150)
+    view = service.record_lab_result(
+        uow_factory(), "lab", patient_id, code="ALT", value=150, unit="U/L"
+    )
     assert "partial-response" in view["alerts_raised"]
     with uow_factory() as uow:
         statuses = uow.session.execute(
