@@ -40,8 +40,16 @@ def enrolled(uow_factory, **facts) -> str:
 
 
 def screened(uow_factory, patient_id: str) -> None:
-    for code, value in (("ALT", 420), ("AST", 310), ("IgG", 24), ("BILI", 25), ("TPMT", 31)):
-        service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
+    for code, value, unit in (
+        ("ALT", 420, "U/L"),
+        ("AST", 310, "U/L"),
+        ("IgG", 24, "g/L"),
+        ("BILI", 25, "umol/L"),
+        ("TPMT", 31, "U/mL"),
+    ):
+        service.record_lab_result(
+            uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
+        )
     for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
         service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
 
@@ -64,7 +72,7 @@ def test_patient_round_trips_with_state_milestones_alerts_and_aware_times(uow_fa
     screened(uow_factory, patient_id)
     service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)
     clock.advance(days=30)
-    service.record_lab_result(uow_factory(), "lab", patient_id, code="ALT", value=90)
+    service.record_lab_result(uow_factory(), "lab", patient_id, code="ALT", value=90, unit="U/L")
 
     status = service.patient_status(uow_factory(), "dr-a", patient_id)
 
@@ -107,7 +115,7 @@ def test_concurrent_writers_lose_nothing_when_they_retry_conflicts(uow_factory, 
             while True:
                 try:
                     service.record_lab_result(
-                        uow_factory(), f"w{n}", patient_id, code="AST", value=40 + i
+                        uow_factory(), f"w{n}", patient_id, code="AST", value=40 + i, unit="U/L"
                     )
                     break
                 except ConcurrencyConflict:
@@ -202,12 +210,16 @@ def test_unknown_patient_is_a_clear_error(uow_factory):
 def test_acute_severe_failing_at_day_14_is_moved_by_the_review_sweep(uow_factory, clock):
     patient_id = enrolled(uow_factory)
     screened(uow_factory, patient_id)
-    service.record_lab_result(uow_factory(), "lab", patient_id, code="BILI", value=180)
+    service.record_lab_result(
+        uow_factory(), "lab", patient_id, code="BILI", value=180, unit="umol/L"
+    )
     service.order_medication(
         uow_factory(), "dr-a", patient_id, drug="methylprednisolone", mg_per_kg_day=1, route="iv"
     )
     clock.advance(days=13)
-    service.record_lab_result(uow_factory(), "lab", patient_id, code="BILI", value=190)
+    service.record_lab_result(
+        uow_factory(), "lab", patient_id, code="BILI", value=190, unit="umol/L"
+    )
     assert service.review_due_patients(uow_factory) == 0
     clock.advance(timedelta(days=1))
 
