@@ -49,8 +49,16 @@ def enrol(uow_factory, email: str | None = "ada@example.org", **details) -> str:
 
 
 def screen(uow_factory, patient_id: str) -> None:
-    for code, value in (("ALT", 420), ("AST", 310), ("IgG", 24), ("BILI", 25), ("TPMT", 31)):
-        service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
+    for code, value, unit in (
+        ("ALT", 420, "U/L"),
+        ("AST", 310, "U/L"),
+        ("IgG", 24, "g/L"),
+        ("BILI", 25, "umol/L"),
+        ("TPMT", 31, "U/mL"),
+    ):
+        service.record_lab_result(
+            uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
+        )
     for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
         service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
 
@@ -138,11 +146,11 @@ def test_day_14_azathioprine_reminder_emails_the_clinician_once_with_the_reason(
     assert sent[0]["message_id"] == message["Message-ID"]
 
 
-def test_ordering_azathioprine_before_day_14_cancels_the_reminder(uow_factory, clock):
+def test_ordering_azathioprine_on_day_14_before_the_reminder_goes_cancels_it(uow_factory, clock):
     patient_id = enrol(uow_factory)
     screen(uow_factory, patient_id)
     start_prednisolone(uow_factory, patient_id)
-    clock.advance(timedelta(days=10))
+    clock.advance(timedelta(days=14))  # IND-AZA-DELAY: not before 2 weeks of steroid
     service.order_medication(
         uow_factory(), "dr-a", patient_id, drug="azathioprine", mg_per_kg_day=1
     )
@@ -157,10 +165,11 @@ def test_response_assessment_reaches_patient_without_diagnosis_and_clinician_wit
     patient_id = enrol(uow_factory)
     screen(uow_factory, patient_id)
     start_prednisolone(uow_factory, patient_id)
+    clock.advance(timedelta(weeks=2))  # IND-AZA-DELAY: not before 2 weeks of steroid
     service.order_medication(
         uow_factory(), "dr-a", patient_id, drug="azathioprine", mg_per_kg_day=1
     )
-    clock.advance(timedelta(weeks=4))
+    clock.advance(timedelta(weeks=2))
     dispatch_due_reminders(uow_factory, sink_mailer, POLICY)
     assert smtp_sink.wait_for(2)
     (patient_mail,) = [m for m in smtp_sink.messages if "ada@" in m["To"]]
