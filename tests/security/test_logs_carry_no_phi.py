@@ -91,7 +91,7 @@ def test_a_whole_session_with_phi_markers_everywhere_leaves_none_in_the_logs(
         ),
         client.post(
             f"/patients/{patient}/what-if",
-            json={"kind": "lab", "code": marked(), "value": 1},
+            json={"kind": "lab", "code": marked(), "value": 1, "unit": "U/L"},
             headers=clinician,
         ),
         client.get(f"/patients/{marked()}", headers=clinician),
