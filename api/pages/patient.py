@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import scoped_patient
-from api.pages.session import Form, PatientViewer, Prescriber, base, render
+from api.pages.session import EventRecorder, Form, PatientViewer, Prescriber, base, render
 from api.pages.timeline import timeline_svg
 from engine.domain.errors import DomainError, HardBlock, InvalidInput
 from engine.services import pathway_catalogue
@@ -27,9 +27,41 @@ def patient_page(
     principal: PatientViewer,
     patient_id: PatientId,
     ordered: Annotated[str | None, Query(max_length=64)] = None,
+    recorded: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     notice = f"Order placed: {ordered}." if ordered else ""
+    notice = f"Recorded: {recorded}." if recorded else notice
     return _page(request, principal, patient_id, notice=notice)
+
+
+@router.post("/{patient_id}/events")
+def record_event(
+    request: Request, principal: EventRecorder, patient_id: PatientId, form: Form
+) -> Response:
+    """Record a dated clinical event (a fact that changed: weight, cirrhosis, pregnancy...);
+    each `f_<field>` is read by the field's type in the pathway data."""
+    _visible(request, principal, patient_id, "event.record")
+    kind = str(form.get("kind", "")).strip()
+    try:
+        status = patient_service.patient_status(
+            request.app.state.uow_factory(), principal.actor, patient_id
+        )
+        definition = pathway_catalogue.pathway(status["pathway"]["key"]).event(kind)
+        data = {
+            name: _field(str(form.get(f"f_{name}", "")), spec, name)
+            for name, spec in definition.fields.items()
+            if str(form.get(f"f_{name}", "")).strip()
+        }
+        patient_service.record_clinical_event(
+            request.app.state.uow_factory(), principal.actor, patient_id, kind=kind, data=data
+        )
+    except HardBlock as refused:
+        return _page(request, principal, patient_id, event_error=refused.message, status=422)
+    except DomainError as problem:
+        return _page(request, principal, patient_id, event_error=problem.message, status=422)
+    return RedirectResponse(
+        f"{base(request)}/patients/{patient_id}?recorded={kind}", status_code=303
+    )
 
 
 @router.post("/{patient_id}/orders")
@@ -83,8 +115,10 @@ def _page(
         "timeline": timeline_svg(series),
         "series": series,
         "drugs": sorted(pathway.drugs),
+        "events": pathway.events,
         "refusal": None,
         "order_error": "",
+        "event_error": "",
         "entered": {},
         "notice": "",
         **extra,
@@ -95,6 +129,21 @@ def _page(
 def _visible(request: Request, principal: Principal, patient_id: str, action: str) -> None:
     """The policy's answer, as in the API: a patient of another site is 'unknown'."""
     scoped_patient(request.app.state.uow_factory, principal, action, patient_id)
+
+
+def _field(text: str, spec: dict[str, Any], name: str) -> Any:
+    """A form field as the event field's type wants it (the domain checks ranges)."""
+    text = text.strip()
+    if spec["type"] == "boolean":
+        if text not in ("true", "false"):
+            raise InvalidInput(f"{name} must be yes or no")
+        return text == "true"
+    if spec["type"] == "number":
+        try:
+            return float(text)
+        except ValueError:
+            raise InvalidInput(f"{name} must be a number") from None
+    return text
 
 
 def _amount(text: str, unit: str) -> float | None:

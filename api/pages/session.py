@@ -183,6 +183,7 @@ QueueWorker = Annotated[Principal, Depends(allow("queue.work"))]
 QueueTakeOver = Annotated[Principal, Depends(allow("queue.take_over"))]
 OutboxViewer = Annotated[Principal, Depends(allow("outbox.read"))]
 Prescriber = Annotated[Principal, Depends(allow("order.place"))]
+EventRecorder = Annotated[Principal, Depends(allow("event.record"))]
 
 
 async def checked_form(request: Request) -> dict[str, str]:
@@ -225,6 +226,7 @@ def render(
             "may_take_over": may(request, "queue.take_over"),
             "may_see_patients": may(request, "patient.read"),
             "may_prescribe": may(request, "order.place"),
+            "may_record_events": may(request, "event.record"),
             **context,
         },
         status_code=status_code,

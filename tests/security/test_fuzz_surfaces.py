@@ -194,11 +194,16 @@ nasty_text = st.one_of(
     st.text(max_size=40),
     st.sampled_from(["", " ", "nan", "inf", "-1", "1e308", "0", "30", "\r\n", "\x00", "9" * 400]),
     st.sampled_from(["prednisolone", "budesonide", "azathioprine", "oral", "iv", "1", "28"]),
+    st.sampled_from(["weight_recorded", "cirrhosis_diagnosed", "pregnancy", "true", "biopsy"]),
 )
 FORMS = {
     "order": (
         "/ui/patients/{patient}/orders",
         ("drug", "mg_per_day", "mg_per_kg_day", "route", "override", "override_reason"),
+    ),
+    "event": (
+        "/ui/patients/{patient}/events",
+        ("kind", "f_weight_kg", "f_method", "f_reason", "f_drug", "f_meld", "f_tpmt_deficient"),
     ),
     "claim": ("/ui/queues/items/{item}/claim", ()),
     "release": ("/ui/queues/items/{item}/release", ()),
@@ -212,7 +217,7 @@ FORMS = {
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_the_page_forms_never_answer_5xx(form, client, callers, patient_id, uow_factory, tmp_path):
     dispatch_due_reminders(uow_factory, MaildirOutbox(tmp_path / "outbox"), DeliveryPolicy())
-    user = "clinician" if form == "order" else "coordinator"
+    user = "clinician" if form in ("order", "event") else "coordinator"
     client.headers["Origin"] = str(client.base_url).rstrip("/")
     assert post_login(client, callers.tokens[user]["token"]).status_code == 303
     csrf = CSRF.search(client.get("/ui/pathway").text).group(1)

@@ -270,6 +270,8 @@ def test_pages_answer_what_the_policy_decides(case, world: World):
         "days": "7",
         "drug": "prednisolone",
         "mg_per_day": "30",
+        "kind": "elastography",
+        "f_kpa": "8",
     }
     try:
         if method == "GET":
