@@ -98,7 +98,7 @@ def test_the_patient_timeline_draws_one_step_per_steroid_dose(login, demo, scree
 def test_a_refused_order_shows_its_rule_id(login, demo, screenshot):
     page = login("dr-adeyemi")
     page.goto(f"{demo.url}/ui/patients/{demo.patients['cirrhotic']}")
-    page.get_by_label("Drug").select_option("budesonide")
+    page.get_by_label("Drug", exact=True).select_option("budesonide")
     page.get_by_label("mg/day", exact=True).fill("9")
     page.get_by_role("button", name="Order").click()
     refusal = page.get_by_role("alert").filter(has_text="Refused")
