@@ -154,8 +154,8 @@ def build_templates(n: int, seed: int) -> list[Patient]:
         stage = i % 4  # 0 screening, 1 screened, 2-3 on prednisolone
         if stage:
             screened = enrolled + timedelta(days=1)
-            for code, value in SCREENING:
-                care.record_lab_result(patient, code, value, None, screened, screened, "bench")
+            for code, value, unit in SCREENING:
+                care.record_lab_result(patient, code, value, unit, screened, screened, "bench")
         if stage >= 2:
             started = enrolled + timedelta(days=3)
             care.order_medication(patient, "prednisolone", started, "bench", mg_per_day=30)
@@ -166,7 +166,7 @@ def build_templates(n: int, seed: int) -> list[Patient]:
                     break
                 alt = max(20.0, alt * 0.45)
                 for code, value in (("ALT", alt), ("AST", alt * 0.9)):
-                    care.record_lab_result(patient, code, value, None, taken, taken, "bench")
+                    care.record_lab_result(patient, code, value, "U/L", taken, taken, "bench")
         built.append(patient)
     return built
 

@@ -84,16 +84,16 @@ TRANSITIONS_TARGET = 1000.0  # committed transitions/s on PostgreSQL
 P99_TARGET_NS = 50e6  # p99 <= 50 ms per committed transition
 LONG_HISTORY_LABS = 120
 BATCH = 100  # results per record_lab_results call (one unit of work, one commit)
-SCREENING = [
-    ("ALT", 300.0),
-    ("AST", 250.0),
-    ("IgG", 25.0),
-    ("BILI", 15.0),
-    ("INR", 1.1),
-    ("TPMT", 31.0),
-    ("HBSAG", "negative"),
-    ("ANTI_HBC", "negative"),
-    ("ANTI_HBS", "positive"),
+SCREENING = [  # (code, value, unit); qualitative results have no unit
+    ("ALT", 300.0, "U/L"),
+    ("AST", 250.0, "U/L"),
+    ("IgG", 25.0, "g/L"),
+    ("BILI", 15.0, "umol/L"),
+    ("INR", 1.1, "{INR}"),
+    ("TPMT", 31.0, "U/mL"),
+    ("HBSAG", "negative", None),
+    ("ANTI_HBC", "negative", None),
+    ("ANTI_HBS", "positive", None),
 ]
 # Each input moves the patient: (kind, arguments). The first is back-dated 5 weeks so the
 # 10 mg step is allowed at once; MMF and tacrolimus then alternate.
@@ -128,8 +128,8 @@ def build_patients(n: int, *, treated: bool, seed: int) -> list[Patient]:
             facts={"cirrhosis": False},
         )
         care.enrol(patient, enrolled, "bench")
-        for code, value in SCREENING:
-            care.record_lab_result(patient, code, value, None, screened, screened, "bench")
+        for code, value, unit in SCREENING:
+            care.record_lab_result(patient, code, value, unit, screened, screened, "bench")
         if treated:
             started = NOW - timedelta(weeks=5)
             care.order_medication(patient, "prednisolone", started, "bench", mg_per_day=30)
