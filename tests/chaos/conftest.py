@@ -103,10 +103,14 @@ class ChaosClinic:
                 factory(), "dr-test", site="north", clinician=clinician,
                 birth_date="1979-04-02", sex="F", weight_kg=64, given_name="Ada", email=email(i),
             )["patient_id"]  # fmt: skip
-            labs = [("ALT", 420), ("AST", 310), ("IgG", 24), ("BILI", 25), ("TPMT", 31)]
-            labs += [("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")]
-            for code, value in labs:
-                service.record_lab_result(factory(), "lab", patient_id, code=code, value=value)
+            labs = [("ALT", 420, "U/L"), ("AST", 310, "U/L"), ("IgG", 24, "g/L")]
+            labs += [("BILI", 25, "umol/L"), ("TPMT", 31, "U/mL")]
+            labs += [("HBSAG", "negative", None), ("ANTI_HBC", "negative", None)]
+            labs += [("ANTI_HBS", "positive", None)]
+            for code, value, unit in labs:
+                service.record_lab_result(
+                    factory(), "lab", patient_id, code=code, value=value, unit=unit
+                )
             service.order_medication(
                 factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30
             )
