@@ -24,7 +24,6 @@ from api.fhir.outcome import FhirError, operation_outcome, outcome_for_refusal
 from api.fhir.routing import answer, expect_resource, items, new_router, read_resource, string
 from engine.services import fhir_reads
 from engine.services import patients as service
-from engine.services.lab_transactions import record_lab_transaction
 
 router = new_router()
 
@@ -68,9 +67,12 @@ def _transaction(
     actor: str, uow: UnitOfWork, accepted: dict[int, dict[str, Any]], refused: dict[int, Refusal]
 ):
     """All or nothing: a refused entry refuses the whole transaction, and nothing is written."""
-    recorded, answers = (
-        (False, []) if refused else record_lab_transaction(uow, actor, list(accepted.values()))
+    answers = (
+        []
+        if refused
+        else service.record_lab_results(uow, actor, list(accepted.values()), all_or_nothing=True)
     )
+    recorded = bool(answers) and all(result["accepted"] for result in answers)
     responses = _responses(accepted, answers, refused)
     if recorded:
         return answer(
@@ -103,6 +105,8 @@ def _responses(
         if result["accepted"]:
             location = f"Observation/{result['record_id']}"
             responses[index] = {"response": {"status": "201 Created", "location": location}}
+        elif result["error"] == "not-applied":  # another entry of the transaction was refused
+            responses[index] = {"response": {"status": "424 Failed Dependency"}}
         else:
             responses[index] = _failed(
                 *outcome_for_refusal(result["error"], result["reason"], result["rules"])

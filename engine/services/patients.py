@@ -96,6 +96,8 @@ def record_lab_results(
     uow: SqlAlchemyUnitOfWork | Callable[[], SqlAlchemyUnitOfWork],
     actor: str,
     results: Iterable[Mapping[str, Any]],
+    *,
+    all_or_nothing: bool = False,
 ) -> list[dict[str, Any]]:
     """Record a batch of lab results in one unit of work; one answer per item, in order.
 
@@ -108,15 +110,21 @@ def record_lab_results(
     changed one meanwhile, nothing of the batch is written and it is applied again patient by
     patient, each on a fresh copy; an item is answered as a conflict only when its patient
     changes again during that retry (or its `expected_version` is stale).
+
+    `all_or_nothing` (a FHIR transaction): when any item is refused, nothing but the audited
+    refusals is written, and the items that would have been accepted are answered as not
+    applied; a conflict at commit is answered for every item, never retried piecemeal.
     """
     items = [dict(item) for item in results]
     if not items:
         return []
     fresh = uow if not isinstance(uow, SqlAlchemyUnitOfWork) else (lambda: uow)
     try:
-        return _lab_batch(fresh(), actor, list(enumerate(items)))
-    except ConcurrencyConflict:
-        pass  # someone else changed one of the patients: retry patient by patient
+        return _lab_batch(fresh(), actor, list(enumerate(items)), all_or_nothing)
+    except ConcurrencyConflict as conflict:
+        if all_or_nothing:
+            return [_refusal(index, item, conflict) for index, item in enumerate(items)]
+        # someone else changed one of the patients: retry patient by patient
     by_patient: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
     for index, item in enumerate(items):
         by_patient.setdefault(item.get("patient_id"), []).append((index, item))
@@ -312,14 +320,19 @@ def _change(
         except HardBlock as refused:
             uow.record_only([refused.audit])  # type: ignore[attr-defined]
             raise
+        view = outcome_view(outcome, patient, care)  # built before anything is written
         uow.commit()
-        return outcome_view(outcome, patient, care)
+        return {**view, "version": patient.version}
 
 
 def _lab_batch(
-    uow: SqlAlchemyUnitOfWork, actor: str, indexed: list[tuple[int, dict[str, Any]]]
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    indexed: list[tuple[int, dict[str, Any]]],
+    all_or_nothing: bool = False,
 ) -> list[dict[str, Any]]:
-    """Apply (index, item) lab results in one unit of work; ConcurrencyConflict at commit."""
+    """Apply (index, item) lab results in one unit of work; ConcurrencyConflict at commit.
+    Every answer is built before the commit, so nothing is written that cannot be answered."""
     with uow:
         now = uow.clock.now()
         patients = uow.patients.many_for_care(
@@ -358,14 +371,30 @@ def _lab_batch(
                 answers.append(_refusal(index, item, refused))
                 continue
             applied.append((index, outcome, patient, care))
-        if refusals:
-            uow.audit.append(refusals)
-        uow.commit()
-        answers += [
+        if all_or_nothing and answers:
+            uow.record_only(refusals)
+            answers += [
+                {
+                    "index": index,
+                    "accepted": False,
+                    "patient_id": patient.id,
+                    "error": "not-applied",
+                    "reason": "not applied: another item of the transaction was refused",
+                    "rules": [],
+                }
+                for index, _, patient, _ in applied
+            ]
+            return sorted(answers, key=lambda answer: answer["index"])
+        built = [
             {"index": index, "accepted": True, **outcome_view(outcome, patient, care)}
             for index, outcome, patient, care in applied
         ]
-        return sorted(answers, key=lambda answer: answer["index"])
+        if refusals:
+            uow.audit.append(refusals)
+        uow.commit()
+        for answer, (_, _, patient, _) in zip(built, applied, strict=True):
+            answer["version"] = patient.version  # the version the commit gave the patient
+        return sorted(answers + built, key=lambda answer: answer["index"])
 
 
 def _refusal(index: int, item: Mapping[str, Any], refused: DomainError) -> dict[str, Any]:
