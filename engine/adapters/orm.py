@@ -147,6 +147,7 @@ medication_orders = Table(
     Column("ended_at", UTCDateTime),
     Column("ordered_by", String(64), nullable=False, default=""),
     Column("dose_given_as", String(16)),
+    Column("dose_range", String(64)),
     Column("overrides", JSON, nullable=False, default=list, server_default=text("'[]'")),
     Index("ix_medication_orders_patient", "patient_id", "status"),
 )

@@ -291,6 +291,7 @@ class CarePathway:
         situation = self._situation(patient, now, "medication_ordered", details, at)
         lifted = self._check_blocks(patient, situation, actor, "medication_ordered", reasons)
         lifted += self._check_dose(patient, situation, dose, actor, reasons)
+        dose_range = self.dose_range(canonical, situation)
         for previous_order in patient.active_orders():
             if previous_order.drug == canonical:
                 previous_order.status, previous_order.ended_at = "superseded", at
@@ -302,6 +303,7 @@ class CarePathway:
             route=route,
             ordered_by=actor,
             dose_given_as=dose.given_as,
+            dose_range=dose_range.id if dose_range else None,
             overrides=[item.id for item, _ in lifted],
         )
         patient.orders.append(order)
@@ -766,6 +768,12 @@ class CarePathway:
         for dose_range, problem in self._carried_order_doses(patient, s):
             message = f"{dose_range.drug} {problem} in {patient.state}: {dose_range.text}"
             wanted[dose_range.id] = ("warning", message, dose_range.rules, None)
+        for dose_range, problem in self._doses_at_current_weight(patient):
+            message = (
+                f"{dose_range.drug} {problem} at the current weight of {patient.weight_kg:g} kg: "
+                f"{dose_range.text}"
+            )
+            wanted[dose_range.id] = ("warning", message, dose_range.rules, None)
         for alert_id, (severity, message, rules, work_item) in wanted.items():
             if alert_id not in open_by_id:
                 alert = Alert(alert_id, severity, message, now, list(rules))
@@ -795,6 +803,27 @@ class CarePathway:
                 ):
                     found[block.id] = block
         return list(found.values())
+
+    def _doses_at_current_weight(self, patient: Patient) -> list[tuple[DoseRange, str]]:
+        """Active orders whose mg/kg/day at today's weight leaves the range they were placed
+        in (a weight recorded after the order: 150 mg of azathioprine is 3 mg/kg at 50 kg)."""
+        ranges = {r.id: r for d in self.pathway.dosing.values() for r in d.ranges}
+        found = []
+        for order in patient.active_orders():
+            dose_range = ranges.get(order.dose_range or "")
+            if (
+                dose_range is None
+                or dose_range.mg_per_kg_day == (None, None)
+                or dose_range.id in order.overrides
+                or order.mg_per_day is None
+            ):
+                continue
+            now_per_kg = round(order.mg_per_day / patient.weight_kg, 4)
+            dose = Dose(order.mg_per_day, now_per_kg, order.mg_per_day, "mg_per_day")
+            problem = dose_problem(dose_range, dose, self._dose_tolerance)
+            if problem:
+                found.append((dose_range, problem))
+        return found
 
     def _carried_order_doses(self, patient: Patient, s: Situation) -> list[tuple[DoseRange, str]]:
         """Doses of orders placed on the day the patient entered the current state (same-day

@@ -51,6 +51,7 @@ class MedicationOrder:
     ended_at: datetime | None = None
     ordered_by: str = ""
     dose_given_as: str | None = None  # mg_per_day | mg_per_kg_day: what the clinician stated
+    dose_range: str | None = None  # the dose range it was checked against when placed
     overrides: list[str] = field(default_factory=list)  # ids of blocks/ranges lifted, with reason
     id: str = field(default_factory=new_id)
 
