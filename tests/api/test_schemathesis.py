@@ -35,12 +35,13 @@ def seeded(client, callers):
     enrolled = client.post(
         "/patients", json={**ENROLMENT, "facts": {"cirrhosis": True}}, headers=callers["clinician"]
     ).json()
-    for code, value in (("ALT", 420), ("TPMT", 31)):
-        client.post(
+    for code, value, unit in (("ALT", 420, "U/L"), ("TPMT", 31, "U/mL")):
+        recorded = client.post(
             f"/patients/{enrolled['patient_id']}/labs",
-            json={"code": code, "value": value},
+            json={"code": code, "value": value, "unit": unit},
             headers=callers["clinician"],
         )
+        assert recorded.status_code == 200, recorded.text
     return enrolled["patient_id"]
 
 
