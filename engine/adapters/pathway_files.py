@@ -134,6 +134,7 @@ def _build(data: dict[str, Any]) -> Pathway:
                 fields=e.get("fields", {}),
                 sets=e.get("sets", {}),
                 sets_from_fields=tuple(e.get("sets_from_fields", [])),
+                stops_orders_of=e.get("stops_orders_of"),
             )
             for kind, e in data["events"].items()
         },

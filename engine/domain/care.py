@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.domain.conditions import Situation, holds
-from engine.domain.dosing import Dose, DoseRange, dose_problem, normalise_dose
+from engine.domain.dosing import Dose, DoseRange, DrugDosing, dose_problem, normalise_dose
 from engine.domain.durations import parse_duration
 from engine.domain.errors import EventNotAllowed, HardBlock, InvalidInput
 from engine.domain.labs import ReferenceLimits, normalise_result
@@ -28,12 +28,14 @@ from engine.domain.model import (
 )
 from engine.domain.pathway import (
     BlockDefinition,
+    EventDefinition,
     MilestoneDefinition,
     Pathway,
     TransitionDefinition,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
+WEIGHT_KG = (1, 400)  # as the weight_recorded event's field
 EARLIEST_CLINICAL_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 OVERRIDE_EVENT = "safety_rule_overridden"
 ALERT_WORK = "alert:"
@@ -75,8 +77,13 @@ class CarePathway:
 
     def enrol(self, patient: Patient, now: datetime, actor: str) -> Outcome:
         """Place a new patient in the initial state and schedule what is due."""
-        if patient.weight_kg is None or not 0 < patient.weight_kg < 500:
-            raise InvalidInput("weight_kg must be between 0 and 500")
+        low, high = WEIGHT_KG
+        if (
+            isinstance(patient.weight_kg, bool)
+            or not isinstance(patient.weight_kg, int | float)
+            or not low <= patient.weight_kg <= high
+        ):
+            raise InvalidInput(f"weight_kg must be between {low} and {high}")
         if patient.birth_date > now.date():
             raise InvalidInput("birth_date is in the future")
         patient.pathway_key = self.pathway.key
@@ -113,7 +120,7 @@ class CarePathway:
     ) -> Outcome:
         """Record a result (converted to the pathway unit) and let it drive the pathway."""
         lab = self.pathway.lab(code)
-        self._clinical_time(taken_at, now, "taken_at")
+        self._clinical_time(patient, taken_at, now, "taken_at")
         number, text, canonical = normalise_result(lab, value, unit)
         result = LabResult(
             code=lab.code,
@@ -158,7 +165,7 @@ class CarePathway:
     ) -> Outcome:
         """Record a clinical event (intolerance, pregnancy, biopsy...) and apply it."""
         definition = self.pathway.event(kind)
-        self._clinical_time(occurred_at, now, "occurred_at")
+        self._clinical_time(patient, occurred_at, now, "occurred_at")
         clean = self._validate_fields(kind, definition.fields, data or {})
         situation = self._situation(patient, now, kind, clean, occurred_at)
         self._check_blocks(patient, situation, actor, kind)
@@ -174,11 +181,14 @@ class CarePathway:
             raise EventNotAllowed(f"{kind} is not allowed while the patient is in {patient.state}")
         event = ClinicalEvent(kind=kind, occurred_at=occurred_at, recorded_at=now, data=clean)
         patient.clinical_events.append(event)
-        changed = {**definition.sets}
-        changed.update({f: clean[f] for f in definition.sets_from_fields if f in clean})
+        changed = self._facts_as_of_latest_events(patient, definition)
         self._change_facts(
             patient, changed, now, actor, f"{kind} recorded", definition.rules, occurred_at
         )
+        if definition.stops_orders_of:
+            for order in patient.active_orders():
+                if order.drug == clean.get(definition.stops_orders_of):
+                    order.status, order.ended_at = "stopped", occurred_at
         return self._apply(
             patient,
             kind,
@@ -217,6 +227,28 @@ class CarePathway:
                         f"{result.code} result {result.text or result.value}",
                         spec["rules"],
                     )
+
+    def _facts_as_of_latest_events(
+        self, patient: Patient, definition: EventDefinition
+    ) -> dict[str, Any]:
+        """The facts this event sets, each as the latest-dated event setting it says: an older
+        event entered late (a pregnancy that ended months ago) does not undo a newer one."""
+        names = set(definition.sets) | set(definition.sets_from_fields)
+        setters = {
+            kind: d
+            for kind, d in self.pathway.events.items()
+            if names & (set(d.sets) | set(d.sets_from_fields))
+        }
+        values: dict[str, Any] = {}
+        for event in sorted(
+            (e for e in patient.clinical_events if e.kind in setters), key=lambda e: e.occurred_at
+        ):
+            d = setters[event.kind]
+            values.update({k: v for k, v in d.sets.items() if k in names})
+            values.update(
+                {f: event.data[f] for f in d.sets_from_fields if f in names and f in event.data}
+            )
+        return values
 
     def _change_facts(
         self,
@@ -276,7 +308,7 @@ class CarePathway:
         if route not in allowed_routes:
             raise InvalidInput(f"route {route!r} is not used for {canonical}")
         at = ordered_at or now
-        self._clinical_time(at, now, "ordered_at")
+        self._clinical_time(patient, at, now, "ordered_at")
         reasons = self._override_reasons(overrides)
         dosing = self.pathway.dosing[canonical]
         dose = normalise_dose(dosing, patient.weight_kg, mg_per_day, mg_per_kg_day)
@@ -289,8 +321,15 @@ class CarePathway:
             "dose_change": _dose_change(previous.mg_per_day if previous else None, dose.mg_per_day),
         }
         situation = self._situation(patient, now, "medication_ordered", details, at)
+        self._check_plausible(patient, situation, dosing, dose, actor)
         lifted = self._check_blocks(patient, situation, actor, "medication_ordered", reasons)
         lifted += self._check_dose(patient, situation, dose, actor, reasons)
+        unused = set(reasons) - {item.id for item, _ in lifted}
+        if unused:
+            raise InvalidInput(
+                f"override of {', '.join(sorted(unused))} does not apply to this order; "
+                "give only the rules that refuse it"
+            )
         dose_range = self.dose_range(canonical, situation)
         for previous_order in patient.active_orders():
             if previous_order.drug == canonical:
@@ -427,7 +466,7 @@ class CarePathway:
         if dose_range is None or dose_range.id in order.overrides or order.mg_per_day is None:
             return None
         dose = Dose(order.mg_per_day, order.mg_per_kg_day or 0.0, order.mg_per_day, "mg_per_day")
-        problem = dose_problem(dose_range, dose, self._dose_tolerance)
+        problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
         return (dose_range, problem) if problem else None
 
     def _check_blocks(
@@ -471,7 +510,7 @@ class CarePathway:
         dose_range = self.dose_range(drug, situation)
         if dose_range is None:
             return []
-        problem = dose_problem(dose_range, dose, self._dose_tolerance)
+        problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
         if problem is None:
             return []
         reason = overrides.get(dose_range.id)
@@ -490,12 +529,37 @@ class CarePathway:
         )
         return []
 
+    def _check_plausible(
+        self, patient: Patient, situation: Situation, dosing: DrugDosing, dose: Dose, actor: str
+    ) -> None:
+        """The drug's plausible ceiling holds whatever is overridden (no override lifts it)."""
+        if dosing.plausible is None:
+            return
+        problem = dose_problem(dosing.plausible, dose, 0.0)
+        if problem:
+            message = f"{dosing.drug} {problem}: {dosing.plausible.text}"
+            self._refuse(
+                patient,
+                situation,
+                actor,
+                dosing.plausible.id,
+                dosing.plausible.rules,
+                message,
+                False,
+                {"block": dosing.plausible.id, "dose_range": True},
+            )
+
     def dose_range(self, drug: str, situation: Situation) -> DoseRange | None:
         """The first range of the drug whose condition holds for this order."""
         dosing = self.pathway.dosing.get(drug)
         if dosing is None:
             return None
         return next((r for r in dosing.ranges if r.when is None or holds(r.when, situation)), None)
+
+    def _tolerance(self, dose_range: DoseRange) -> float:
+        if dose_range.tolerance_pct is not None:
+            return dose_range.tolerance_pct
+        return self._dose_tolerance
 
     def _refuse(
         self,
@@ -820,7 +884,7 @@ class CarePathway:
                 continue
             now_per_kg = round(order.mg_per_day / patient.weight_kg, 4)
             dose = Dose(order.mg_per_day, now_per_kg, order.mg_per_day, "mg_per_day")
-            problem = dose_problem(dose_range, dose, self._dose_tolerance)
+            problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
             if problem:
                 found.append((dose_range, problem))
         return found
@@ -904,13 +968,23 @@ class CarePathway:
     def _transition_reason(self, t: TransitionDefinition) -> str:
         return "; ".join(f"{r}: {self.pathway.rules[r].text}" for r in t.rules)
 
-    @staticmethod
-    def _clinical_time(moment: datetime, now: datetime, name: str) -> None:
-        """A clinical time must be aware, not before 1900 and not in the future."""
+    def _clinical_time(self, patient: Patient, moment: datetime, now: datetime, name: str) -> None:
+        """A clinical time is aware, after the patient's birth and not in the future; orders
+        are placed in this pathway, so not before enrolment. A patient who left the pathway
+        (transplanted, discharged) takes no more input."""
+        if self.pathway.states[patient.state].final:
+            raise EventNotAllowed(
+                f"the patient has left the pathway ({patient.state}); nothing more is recorded"
+            )
         if not isinstance(moment, datetime) or moment.tzinfo is None:
             raise InvalidInput(f"{name} needs a date and time with a time zone")
-        if moment < EARLIEST_CLINICAL_TIME:
-            raise InvalidInput(f"{name} {moment.isoformat()} is before 1900")
+        if moment < EARLIEST_CLINICAL_TIME or moment.date() < patient.birth_date:
+            raise InvalidInput(f"{name} {moment.isoformat()} is before the patient was born")
+        if name == "ordered_at" and moment < patient.enrolled_at - CLOCK_SKEW:
+            raise InvalidInput(
+                f"{name} {moment.isoformat()} is before enrolment; record earlier treatment as "
+                "a current order with an override where the pathway asks for one"
+            )
         if moment > now + CLOCK_SKEW:
             raise InvalidInput(f"{name} {moment.isoformat()} is in the future")
 
@@ -945,6 +1019,8 @@ class CarePathway:
             return value
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(f"{kind}.{name} must be a non-empty text")
+        if len(value) > 200 or any(ord(c) < 32 or c in "\u2028\u2029" for c in value):
+            raise InvalidInput(f"{kind}.{name} must be one line of at most 200 characters")
         if kind_of == "drug":
             return self.pathway.drug(value)
         if kind_of == "choice" and value not in spec["values"]:

@@ -183,6 +183,16 @@ def _sustained(arg: dict[str, Any], s: Situation) -> bool:
     return start is not None and s.at >= parse_duration(arg["for_at_least"]).after(start)
 
 
+def _same_class_active(classes: list[str], s: Situation) -> bool:
+    """Two different drugs of one of these classes are active at once."""
+    seen: dict[str, set[str]] = {}
+    for order in s.patient.active_orders():
+        drug_class = s.pathway.drugs[order.drug].get("class")
+        if drug_class in classes:
+            seen.setdefault(drug_class, set()).add(order.drug)
+    return any(len(drugs) > 1 for drugs in seen.values())
+
+
 def _on_drug(arg: dict[str, Any], s: Situation) -> bool:
     """An active order of one of the drugs (dose compared; placed on or after the anchor's day
     when `ordered_since` is given)."""
@@ -235,6 +245,7 @@ _PRIMITIVES: dict[str, Callable[[Any, Situation], bool]] = {
     "event_since": _event_since,
     "on_drug": _on_drug,
     "state": lambda arg, s: s.pathway.in_any(s.patient.state, arg),
+    "same_class_active": lambda arg, s: _same_class_active(arg, s),
     "input_drug_active": lambda arg, s: s.patient.on_drug([s.input.get("drug")]) is arg,
 }
 

@@ -32,6 +32,7 @@ class DoseRange:
     mg_per_day: Bounds = (None, None)
     mg_per_kg_day: Bounds = (None, None)
     overridable: bool = False
+    tolerance_pct: float | None = None  # None: the pathway's rounding tolerance
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class DrugDosing:
     drug: str
     given_as: tuple[str, ...]
     ranges: tuple[DoseRange, ...]
+    plausible: DoseRange | None = None  # the ceiling no override lifts
 
 
 @dataclass(frozen=True)
@@ -131,21 +133,23 @@ def _shown(value: float | None) -> str:
 
 def build_dosing(drug: str, spec: dict[str, Any]) -> DrugDosing:
     """A drug's dosing from its (parameter-resolved) `dose` data."""
-    ranges = []
-    for item in spec["ranges"]:
-        ranges.append(
-            DoseRange(
-                id=item["id"],
-                drug=drug,
-                rules=tuple(item["rules"]),
-                text=item["text"],
-                when=item.get("when"),
-                mg_per_day=_bounds(item.get("mg_per_day")),
-                mg_per_kg_day=_bounds(item.get("mg_per_kg_day")),
-                overridable=item.get("overridable", False),
-            )
-        )
-    return DrugDosing(drug, tuple(spec["given_as"]), tuple(ranges))
+    ranges = [_range(drug, item) for item in spec["ranges"]]
+    plausible = _range(drug, {"id": f"{drug}-plausible-ceiling", **spec["plausible"]})
+    return DrugDosing(drug, tuple(spec["given_as"]), tuple(ranges), plausible)
+
+
+def _range(drug: str, item: dict[str, Any]) -> DoseRange:
+    return DoseRange(
+        id=item["id"],
+        drug=drug,
+        rules=tuple(item["rules"]),
+        text=item["text"],
+        when=item.get("when"),
+        mg_per_day=_bounds(item.get("mg_per_day")),
+        mg_per_kg_day=_bounds(item.get("mg_per_kg_day")),
+        overridable=item.get("overridable", False),
+        tolerance_pct=item.get("tolerance_pct"),
+    )
 
 
 def _bounds(spec: dict[str, Any] | None) -> Bounds:

@@ -17,6 +17,13 @@ def checked_facts(pathway: Pathway, facts: dict[str, Any] | None) -> dict[str, A
             raise InvalidInput(f"unknown patient fact {name!r}; known: {', '.join(pathway.facts)}")
         if value is None:
             continue
+        if spec.get("at_enrolment") is False:
+            raise InvalidInput(f"fact {name} is set by the pathway itself, not at enrolment")
+        if ("set_by_results" in spec or "set_when" in spec) and value is not True:
+            raise InvalidInput(
+                f"fact {name} is sticky: it can be given as true at enrolment; only a dated "
+                "event with a reason clears it"
+            )
         if spec["type"] == "boolean":
             if not isinstance(value, bool):
                 raise InvalidInput(f"fact {name} must be true or false")

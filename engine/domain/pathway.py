@@ -119,6 +119,7 @@ class EventDefinition:
     fields: dict[str, dict[str, Any]]
     sets: dict[str, Any]
     sets_from_fields: tuple[str, ...]
+    stops_orders_of: str | None = None  # a field naming the drug whose active orders stop
 
 
 @dataclass

@@ -380,6 +380,8 @@ class PathwayExplorer:
             for block in self.pathway.blocks:
                 if block.trigger != ORDER_TRIGGER or block.id in self.result.breaches:
                     continue
+                if not block.applies_to_active_orders:
+                    continue  # a block about starting a drug, not about holding it
                 if block.id in getattr(order, "overrides", ()):
                     continue  # lifted for this order by a clinician's audited reason
                 if _truth(block.when, situation) and not _flagged(patient, block):
@@ -481,6 +483,21 @@ class PathwayExplorer:
         )
 
 
+def _negated_facts(condition: Any, negated: bool = False) -> set[str]:
+    """Facts a condition reads under a `not` (budesonide refused *without* high steroid risk)."""
+    found: set[str] = set()
+    if isinstance(condition, dict):
+        for key, value in condition.items():
+            if key == "fact" and negated and isinstance(value, dict):
+                found.add(value.get("name", ""))
+            else:
+                found |= _negated_facts(value, negated or key == "not")
+    elif isinstance(condition, list):
+        for item in condition:
+            found |= _negated_facts(item, negated)
+    return found
+
+
 def rule_invariants(
     pathway: Pathway,
 ) -> list[tuple[BlockDefinition, str, set[str], list[str]]]:
@@ -501,6 +518,7 @@ def rule_invariants(
                 if rule in spec.get("rules", [])
                 and spec.get("type") == "boolean"
                 and f"'name': '{name}'" in read
+                and name not in _negated_facts(block.when)  # the block asks for it to be absent
             ]
             if not drugs or not facts:
                 continue

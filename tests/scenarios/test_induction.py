@@ -125,7 +125,7 @@ def test_budesonide_for_a_non_cirrhotic_patient_starts_budesonide_induction():
 
 @covers("IND-BUD", "GOAL-CBR")
 def test_budesonide_induction_with_complete_response_after_4_weeks_goes_to_maintenance():
-    chart = make_patient()
+    chart = make_patient(high_steroid_risk=True)
     screened(chart)
     chart.order("budesonide", mg_per_day=9)
     chart.advance(weeks=2)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from engine.domain.errors import EventNotAllowed, InvalidInput
 from tests.fixtures_domain import (
     Chart,
     covers,
@@ -319,3 +322,93 @@ def test_partial_response_is_never_accepted_as_maintenance():
     assert "partial-response" in chart.alert_ids()
     normal_labs(chart)
     assert "partial-response" not in chart.alert_ids()
+
+
+# ---- review findings: budesonide outside IND-BUD, final states, time bounds -----------------
+
+
+@covers("IND-BUD")
+def test_budesonide_without_high_steroid_risk_needs_a_reason():
+    chart = make_patient()
+    screened(chart)
+
+    error = chart.refused(lambda: chart.order("budesonide", mg_per_day=9), "IND-BUD")
+
+    assert error.block_id == "budesonide-without-high-steroid-risk" and error.overridable
+
+
+@covers("SAFE-BUD-CIRRHOSIS")
+@pytest.mark.parametrize("fact", ["decompensated", "acute_severe"])
+def test_budesonide_is_refused_in_decompensated_or_acute_severe_disease(fact):
+    chart = make_patient(high_steroid_risk=True, **{fact: True})
+    screened(chart)
+
+    error = chart.refused(lambda: chart.order("budesonide", mg_per_day=9), "SAFE-BUD-CIRRHOSIS")
+
+    assert not error.overridable
+
+
+@covers("SAFE-BUD-CIRRHOSIS", "IND-STD")
+def test_budesonide_stopped_and_replaced_by_prednisolone_when_cirrhosis_is_found():
+    chart = make_patient(high_steroid_risk=True)
+    screened(chart)
+    chart.order("budesonide", mg_per_day=9)
+    chart.event("cirrhosis_diagnosed", method="elastography")
+    assert chart.alert("budesonide-in-cirrhosis").severity == "critical"
+
+    chart.event("medication_stopped", drug="budesonide", reason="cirrhosis on elastography")
+    chart.order("prednisolone", mg_per_day=30)
+
+    assert chart.state == "induction.prednisolone"
+    assert "budesonide" not in chart.active_drugs()
+    assert "budesonide-in-cirrhosis" not in chart.alert_ids()
+
+
+@covers("SCR-TPMT")
+def test_an_override_cannot_lift_a_dose_above_the_plausible_ceiling():
+    chart = make_patient()
+    screened(chart)
+    chart.order("prednisolone", mg_per_day=30)
+    chart.advance(days=14)
+
+    error = chart.refused(
+        lambda: chart.order(
+            "azathioprine",
+            mg_per_kg_day=1000,
+            overrides={"azathioprine-standard": "documented"},
+        )
+    )
+
+    assert error.block_id == "azathioprine-plausible-ceiling" and not error.overridable
+
+
+@covers("SAFE-MMF-PREG")
+def test_an_older_pregnancy_end_entered_late_does_not_undo_a_newer_pregnancy():
+    chart = make_patient()
+    screened(chart)
+    chart.event("pregnancy", occurred_at=chart.now - timedelta(days=20))
+    chart.event("pregnancy_ended", occurred_at=chart.now - timedelta(days=120))
+
+    assert chart.facts["pregnant"] is True
+    chart.refused(lambda: chart.order("mmf", mg_per_day=1000), "SAFE-MMF-PREG")
+
+
+@covers("MON-LIFELONG")
+def test_a_discharged_patient_takes_no_more_orders():
+    chart = make_patient()
+    screened(chart)
+    chart.event("discharged", reason="moved to another service")
+
+    with pytest.raises(EventNotAllowed):
+        chart.order("prednisolone", mg_per_day=30)
+
+
+@covers("IND-AZA-DELAY")
+def test_an_order_dated_before_enrolment_or_birth_is_refused():
+    chart = make_patient()
+    screened(chart)
+
+    with pytest.raises(InvalidInput):
+        chart.order("prednisolone", mg_per_day=30, ordered_at=chart.now - timedelta(days=3650))
+    with pytest.raises(InvalidInput):
+        chart.lab("ALT", 50, taken_at=datetime(1970, 1, 1, tzinfo=UTC))
