@@ -21,6 +21,7 @@ the patient" and "the state does not allow this now".
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -117,6 +118,15 @@ def domain_problem(error: DomainError) -> JSONResponse:
     return problem(status, title, error.message, error.code, headers, **extra)
 
 
+FIELD_NAME = re.compile(r"^[A-Za-z0-9_.$@-]{1,64}$")
+
+
+def _place(loc: Any) -> list[str]:
+    """Where in the request: field names and indexes, without pydantic's union-member tags
+    (`function-after[functools.partial(<function ... at 0x...>)]` says nothing to a client)."""
+    return [str(part) for part in loc if isinstance(part, int) or FIELD_NAME.match(str(part))]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
@@ -128,7 +138,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""), "type": e["type"]}
+            {"loc": _place(e.get("loc", ())), "msg": e.get("msg", ""), "type": e["type"]}
             for e in error.errors()
         ]
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid"

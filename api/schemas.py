@@ -231,8 +231,12 @@ class RegimenItem(BaseModel):
     drug: str
     mg_per_day: float | None
     mg_per_kg_day: float | None
+    given_as: str | None = Field(None, description="the unit the dose was ordered in")
     route: str
     since: str
+    overrides: list[str] = Field(
+        default_factory=list, description="blocks or dose ranges overridden with a reason"
+    )
 
 
 class MilestoneItem(BaseModel):
@@ -363,6 +367,8 @@ class HistoryOrder(BaseModel):
     drug: str
     mg_per_day: float | None
     mg_per_kg_day: float | None
+    given_as: str | None = None
+    overrides: list[str] = Field(default_factory=list)
     route: str
     status: str
     ordered_at: str

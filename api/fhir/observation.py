@@ -143,7 +143,12 @@ def _effective(resource: dict[str, Any]) -> str | None:
         )
     value = resource.get("effectiveDateTime", resource.get("effectiveInstant"))
     if value is None:
-        return None
+        raise FhirError(
+            "Observation.effectiveDateTime is required: the pathway judges a result at the "
+            "time the sample was taken, not when it arrived",
+            422,
+            "required",
+        )
     if not isinstance(value, str):
         raise FhirError("Observation.effectiveDateTime must be a dateTime string", 400)
     if _PARTIAL_DATE.match(value):
@@ -209,7 +214,12 @@ def _loinc(code: Any) -> str:
 
 
 def _value(resource: dict[str, Any]) -> tuple[Any, str | None]:
-    """(value, unit as the engine spells it) from value[x]."""
+    """(value, unit as the engine spells it) from the one value[x]."""
+    given = [key for key in resource if key.startswith("value")]
+    if len(given) > 1:
+        raise FhirError(
+            f"an Observation has one value[x], not {', '.join(sorted(given))}", 400, "invalid"
+        )
     if isinstance(resource.get("valueQuantity"), dict):
         quantity = resource["valueQuantity"]
         system = quantity.get("system")

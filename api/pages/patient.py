@@ -69,8 +69,7 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
     """Order through the pathway's hard blocks; a refusal is shown with its rule IDs."""
     _visible(request, principal, patient_id, "order.place")
     entered = {k: form.get(k, "") for k in ("drug", "mg_per_day", "mg_per_kg_day", "route")}
-    lifted = str(form.get("override", "")).strip()
-    overrides = {lifted: str(form.get("override_reason", ""))} if lifted else {}
+    overrides = _overrides(form)
     try:
         patient_service.order_medication(
             request.app.state.uow_factory(),
@@ -90,7 +89,15 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
             "sources": list(refused.sources),
             "overridable": refused.overridable,
         }
-        return _page(request, principal, patient_id, refusal=refusal, entered=entered, status=422)
+        return _page(
+            request,
+            principal,
+            patient_id,
+            refusal=refusal,
+            entered=entered,
+            given_overrides=list(overrides.items()),
+            status=422,
+        )
     except DomainError as problem:
         return _page(
             request, principal, patient_id, order_error=problem.message, entered=entered, status=422
@@ -129,6 +136,17 @@ def _page(
 def _visible(request: Request, principal: Principal, patient_id: str, action: str) -> None:
     """The policy's answer, as in the API: a patient of another site is 'unknown'."""
     scoped_patient(request.app.state.uow_factory, principal, action, patient_id)
+
+
+def _overrides(form: dict[str, str]) -> dict[str, str]:
+    """`override`/`override_reason`, and the ones an earlier refusal carried forward as
+    `override_<n>`/`override_reason_<n>`: each block or range id with its reason."""
+    found: dict[str, str] = {}
+    for key, value in form.items():
+        suffix = key.removeprefix("override")
+        if value and key.startswith("override") and not key.startswith("override_reason"):
+            found[value] = form.get(f"override_reason{suffix}", "")
+    return found
 
 
 def _field(text: str, spec: dict[str, Any], name: str) -> Any:

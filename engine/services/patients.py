@@ -415,12 +415,16 @@ def _read(
 
 
 def _aware(moment: datetime | str | None) -> datetime | None:
-    """Parse ISO text; naive times are taken as UTC."""
+    """Parse ISO text, which must carry its time zone (as on the API); a naive datetime
+    object from Python callers is taken as UTC."""
     if moment is None:
         return None
     if isinstance(moment, str):
         try:
-            moment = datetime.fromisoformat(moment)
+            parsed = datetime.fromisoformat(moment)
         except ValueError:
             raise InvalidInput(f"{moment!r} is not an ISO-8601 date-time") from None
+        if parsed.tzinfo is None:
+            raise InvalidInput(f"{moment!r} needs a time zone (e.g. 2026-11-20T09:00:00Z)")
+        return parsed
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -111,3 +111,34 @@ def test_an_absolute_block_offers_no_override(client, callers, enrol):
     assert refused.status_code == 422
     assert 'data-rule="SAFE-BUD-CIRRHOSIS"' in refused.text
     assert 'name="override"' not in refused.text
+
+
+def test_two_overridable_refusals_are_lifted_one_after_the_other_on_the_page(
+    client, callers, enrol
+):
+    patient = enrol()["patient_id"]  # no TPMT, no steroid: two overridable blocks
+    csrf = log_in(client, callers, "clinician")
+    order = {"csrf": csrf, "drug": "azathioprine", "mg_per_kg_day": "1.5", "route": "oral"}
+
+    first = client.post(f"/ui/patients/{patient}/orders", data=order)
+    assert first.status_code == 422 and 'name="override" value="aza-before-tpmt"' in first.text
+    second = client.post(
+        f"/ui/patients/{patient}/orders",
+        data={**order, "override": "aza-before-tpmt", "override_reason": "TPMT sent, urgent"},
+    )
+    assert second.status_code == 422
+    assert 'name="override_1" value="aza-before-tpmt"' in second.text
+    assert 'name="override" value="aza-before-steroid-delay"' in second.text
+
+    third = client.post(
+        f"/ui/patients/{patient}/orders",
+        data={
+            **order,
+            "override_1": "aza-before-tpmt",
+            "override_reason_1": "TPMT sent, urgent",
+            "override": "aza-before-steroid-delay",
+            "override_reason": "on azathioprine for years",
+        },
+    )
+    assert third.status_code == 200, third.text
+    assert "overridden: aza-before-tpmt, aza-before-steroid-delay" in _page(client, patient)
