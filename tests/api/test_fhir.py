@@ -95,7 +95,7 @@ def test_patient_without_body_weight_is_refused_with_an_operation_outcome(client
 @pytest.mark.parametrize(
     ("loinc", "value", "unit", "stored", "pathway_unit"),
     [
-        (BILI, 1.2, "mg/dL", 20.52, "umol/L"),
+        (BILI, 1.2, "mg/dL", 20.5, "umol/L"),
         (ALT, 7, "ukat/L", 420, "U/L"),
         (ALT, 420, "[IU]/L", 420, "U/L"),
         (IGG, 1800, "mg/dL", 18, "g/L"),
