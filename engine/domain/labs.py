@@ -21,6 +21,8 @@ def normalise_result(
 ) -> tuple[float | None, str | None, str | None]:
     """(value in the pathway unit, qualitative text, unit) or InvalidInput with the reason."""
     if lab.kind == "qualitative":
+        if unit is not None and str(unit).strip():
+            raise InvalidInput(f"{lab.code} is a positive/negative result and takes no unit")
         text = str(value).strip().lower()
         if text not in lab.values:
             raise InvalidInput(
