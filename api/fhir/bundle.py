@@ -72,7 +72,7 @@ def _transaction(
         if refused
         else service.record_lab_results(uow, actor, list(accepted.values()), all_or_nothing=True)
     )
-    recorded = bool(answers) and all(result["accepted"] for result in answers)
+    recorded = not refused and all(result["accepted"] for result in answers)
     responses = _responses(accepted, answers, refused)
     if recorded:
         return answer(

@@ -643,23 +643,17 @@ class CarePathway:
         kept = {s: patient.state_entered[s] for s in new if s in old and s in patient.state_entered}
         patient.state_entered = {s: kept.get(s, at.isoformat()) for s in new}
         was, now_state = self.pathway.states[old[0]], self.pathway.states[new[0]]
-        # a new course starts on entering treatment, unless the course under way was never
-        # stopped (a patient back from transplant evaluation on the same steroid)
-        stopped = (
-            any(
-                o.status == "stopped" and o.ended_at and o.ended_at >= patient.treatment_start
-                for o in patient.orders
-            )
-            if patient.treatment_start
-            else True
-        )
-        if now_state.on_treatment and not was.on_treatment and stopped:
+        # a course starts on entering treatment when none is under way: at the first
+        # treatment, and again after withdrawal (a state that stops treatment ends the course);
+        # a patient back from transplant evaluation on the same steroid keeps its course
+        if now_state.on_treatment and not was.on_treatment and patient.treatment_start is None:
             patient.treatment_start = at
         for state in new:
             patient.facts.update(self.pathway.states[state].sets)
         if any(self.pathway.states[s].stops_treatment for s in new):
             for order in patient.active_orders():
                 order.status, order.ended_at = "stopped", at
+            patient.treatment_start = None
 
     def _settle(self, patient: Patient, s: Situation, outcome: Outcome, now: datetime) -> None:
         for name, spec in self.pathway.facts.items():

@@ -217,6 +217,16 @@ def test_transaction_bundle_with_a_refused_entry_writes_nothing_and_names_each_r
     assert labs_of(client, callers, subject) == []
 
 
+@pytest.mark.parametrize("bundle", [{}, {"entry": []}])
+def test_an_empty_transaction_bundle_is_answered_with_an_empty_response(client, callers, bundle):
+    body = {"resourceType": "Bundle", "type": "transaction", **bundle}
+
+    response = client.post("/fhir", json=body, headers=callers["lab-interface"])
+
+    answered = fhir_body(response, 200)
+    assert answered["type"] == "transaction-response" and answered["entry"] == []
+
+
 def test_apply_returns_the_care_plan_whose_activities_are_the_milestones(
     client, callers, fhir_patient
 ):

@@ -233,6 +233,13 @@ def test_cirrhosis_found_later_on_budesonide_raises_a_critical_alert_with_work(
     uow_factory, patient
 ):
     screened(uow_factory, patient)
+    service.record_clinical_event(
+        uow_factory(),
+        "dr-a",
+        patient,
+        kind="steroid_risk_assessed",
+        data={"high_steroid_risk": True},
+    )
     service.order_medication(uow_factory(), "dr-a", patient, drug="budesonide", mg_per_day=9)
 
     service.record_clinical_event(
@@ -262,4 +269,3 @@ def test_weight_change_is_a_dated_event_kept_as_history(uow_factory, patient):
     assert status["state"] == "acute_severe"
     changes = rows(uow_factory, audit_log, patient_id=patient, action="patient_fact_changed")
     assert any(c["detail"] == {"fact": "weight_kg", "from": 70.0, "to": 82} for c in changes)
-
