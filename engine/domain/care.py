@@ -12,11 +12,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from engine.domain.conditions import Situation, holds
-from engine.domain.dosing import Dose, DoseRange, DrugDosing, dose_problem, normalise_dose
+from engine.domain.dosing import normalise_dose
 from engine.domain.durations import parse_duration
 from engine.domain.errors import EventNotAllowed, HardBlock, InvalidInput
 from engine.domain.labs import ReferenceLimits, normalise_result
 from engine.domain.machine import PathwayMachine
+from engine.domain.milestone_schedule import MilestoneSchedule
 from engine.domain.model import (
     Alert,
     AuditRecord,
@@ -26,10 +27,9 @@ from engine.domain.model import (
     Milestone,
     Patient,
 )
+from engine.domain.order_safety import OrderSafety, _dose_change
 from engine.domain.pathway import (
-    BlockDefinition,
     EventDefinition,
-    MilestoneDefinition,
     Pathway,
     TransitionDefinition,
 )
@@ -37,10 +37,9 @@ from engine.domain.pathway import (
 CLOCK_SKEW = timedelta(minutes=5)
 WEIGHT_KG = (1, 400)  # as the weight_recorded event's field
 EARLIEST_CLINICAL_TIME = datetime(1900, 1, 1, tzinfo=UTC)
-OVERRIDE_EVENT = "safety_rule_overridden"
-ALERT_WORK = "alert:"
+ALERT_WORK = "alert:"  # milestone ids of the work an alert opens: `alert:<alert id>`
 DATA_TRIGGER = "lab_resulted"  # transitions judged on the patient's data alone
-MAX_MOVES_PER_INPUT = 4  # milestone ids of the work an alert opens: `alert:<alert id>`
+MAX_MOVES_PER_INPUT = 4
 
 
 @dataclass
@@ -62,7 +61,7 @@ class Outcome:
         return self.transition is not None
 
 
-class CarePathway:
+class CarePathway(OrderSafety, MilestoneSchedule):
     """The rules of one pathway version applied to patients (shared, stateless per patient)."""
 
     def __init__(self, pathway: Pathway, limits: ReferenceLimits | None = None):
@@ -453,191 +452,6 @@ class CarePathway:
         situation = self._situation(patient, now, DATA_TRIGGER, {}, at)
         return self.machine.fire(patient, DATA_TRIGGER, situation), DATA_TRIGGER
 
-    def _dose_problem_now(
-        self, patient: Patient, order: MedicationOrder, situation: Situation
-    ) -> tuple[DoseRange, str] | None:
-        """The range the order's dose falls outside in the state now (judged as if the order
-        were being placed: it does not count as already active), unless overridden."""
-        status, order.status = order.status, "being judged"
-        try:
-            dose_range = self.dose_range(order.drug, situation)
-        finally:
-            order.status = status
-        if dose_range is None or dose_range.id in order.overrides or order.mg_per_day is None:
-            return None
-        dose = Dose(order.mg_per_day, order.mg_per_kg_day or 0.0, order.mg_per_day, "mg_per_day")
-        problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
-        return (dose_range, problem) if problem else None
-
-    def _check_blocks(
-        self,
-        patient: Patient,
-        situation: Situation,
-        actor: str,
-        trigger: str,
-        overrides: dict[str, str] | None = None,
-    ) -> list[tuple[BlockDefinition | DoseRange, str]]:
-        """Refuse the input if a block holds; the overridable blocks lifted by a reason."""
-        lifted: list[tuple[BlockDefinition | DoseRange, str]] = []
-        for block in self.pathway.blocks:
-            if block.trigger == trigger and holds(block.when, situation):
-                reason = (overrides or {}).get(block.id)
-                if reason and block.overridable:
-                    lifted.append((block, reason))
-                    continue
-                self._refuse(
-                    patient,
-                    situation,
-                    actor,
-                    block.id,
-                    block.rules,
-                    block.message,
-                    block.overridable,
-                    {"block": block.id, "trigger": trigger},
-                )
-        return lifted
-
-    def _check_dose(
-        self,
-        patient: Patient,
-        situation: Situation,
-        dose: Dose,
-        actor: str,
-        overrides: dict[str, str],
-    ) -> list[tuple[BlockDefinition | DoseRange, str]]:
-        """Refuse a dose outside the first applicable range of the drug, unless overridden."""
-        drug = situation.input["drug"]
-        dose_range = self.dose_range(drug, situation)
-        if dose_range is None:
-            return []
-        problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
-        if problem is None:
-            return []
-        reason = overrides.get(dose_range.id)
-        if reason and dose_range.overridable:
-            return [(dose_range, reason)]
-        message = f"{drug} {problem}: {dose_range.text}"
-        self._refuse(
-            patient,
-            situation,
-            actor,
-            dose_range.id,
-            dose_range.rules,
-            message,
-            dose_range.overridable,
-            {"block": dose_range.id, "dose_range": True},
-        )
-        return []
-
-    def _check_plausible(
-        self, patient: Patient, situation: Situation, dosing: DrugDosing, dose: Dose, actor: str
-    ) -> None:
-        """The drug's plausible ceiling holds whatever is overridden (no override lifts it)."""
-        if dosing.plausible is None:
-            return
-        problem = dose_problem(dosing.plausible, dose, 0.0)
-        if problem:
-            message = f"{dosing.drug} {problem}: {dosing.plausible.text}"
-            self._refuse(
-                patient,
-                situation,
-                actor,
-                dosing.plausible.id,
-                dosing.plausible.rules,
-                message,
-                False,
-                {"block": dosing.plausible.id, "dose_range": True},
-            )
-
-    def dose_range(self, drug: str, situation: Situation) -> DoseRange | None:
-        """The first range of the drug whose condition holds for this order."""
-        dosing = self.pathway.dosing.get(drug)
-        if dosing is None:
-            return None
-        return next((r for r in dosing.ranges if r.when is None or holds(r.when, situation)), None)
-
-    def _tolerance(self, dose_range: DoseRange) -> float:
-        if dose_range.tolerance_pct is not None:
-            return dose_range.tolerance_pct
-        return self._dose_tolerance
-
-    def _refuse(
-        self,
-        patient: Patient,
-        situation: Situation,
-        actor: str,
-        item_id: str,
-        rules: tuple[str, ...],
-        message: str,
-        overridable: bool,
-        detail: dict[str, Any],
-    ) -> None:
-        error = HardBlock(
-            item_id, list(rules), message, self.pathway.sources_of(rules), overridable
-        )
-        error.audit = AuditRecord(  # type: ignore[attr-defined]
-            situation.now,
-            actor,
-            "action_refused",
-            patient.id,
-            patient.state,
-            patient.state,
-            message,
-            rules,
-            {**detail, "overridable": overridable, **_plain(situation.input)},
-        )
-        raise error
-
-    def _override_reasons(self, overrides: dict[str, str] | None) -> dict[str, str]:
-        """Overrides with a reason each, naming blocks or dose ranges the data lets be lifted."""
-        clean: dict[str, str] = {}
-        for item_id, reason in (overrides or {}).items():
-            if self.pathway.overridable(item_id) is None:
-                raise InvalidInput(
-                    f"{item_id!r} is not a block or dose range that may be overridden"
-                )
-            text = reason.strip() if isinstance(reason, str) else ""
-            if not text or len(text) > 500 or any(ord(c) < 32 for c in text):
-                raise InvalidInput(
-                    f"the override of {item_id} needs a reason (one line, 1-500 characters)"
-                )
-            clean[item_id] = text
-        return clean
-
-    def _record_overrides(
-        self,
-        patient: Patient,
-        lifted: list[tuple[BlockDefinition | DoseRange, str]],
-        at: datetime,
-        now: datetime,
-        actor: str,
-        record_id: str,
-    ) -> None:
-        """One override event and audit line per lifted block or range: who, when, why."""
-        for item, reason in lifted:
-            data = {
-                "overrides": item.id,
-                "reason": reason,
-                "rules": list(item.rules),
-                "order_id": record_id,
-            }
-            patient.clinical_events.append(
-                ClinicalEvent(kind=OVERRIDE_EVENT, occurred_at=at, recorded_at=now, data=data)
-            )
-            patient.audit.append(
-                AuditRecord(
-                    now,
-                    actor,
-                    "safety_rule_overridden",
-                    patient.id,
-                    patient.state,
-                    patient.state,
-                    reason,
-                    item.rules,
-                    data,
-                )
-            )
-
     def _entered(self, patient: Patient, before: str, at: datetime) -> None:
         old, new = self.pathway.lineage(before), self.pathway.lineage(patient.state)
         kept = {s: patient.state_entered[s] for s in new if s in old and s in patient.state_entered}
@@ -680,131 +494,6 @@ class CarePathway:
             else:
                 order.mg_per_kg_day = round(order.mg_per_day / patient.weight_kg, 4)
 
-    # ---- milestones ---------------------------------------------------------------------
-
-    def _settle_milestones(
-        self, patient: Patient, s: Situation, outcome: Outcome, now: datetime
-    ) -> None:
-        definitions = {m.id: m for m in self.pathway.milestones}
-        for row in patient.open_milestones():
-            mdef = definitions.get(row.milestone_id)
-            if mdef is None:
-                continue
-            # The input that completes a milestone may also move the patient out of its
-            # scope (the transplant that a referral waits for): completion is checked first.
-            if self._satisfied(mdef, patient, s, row.due_at, row.created_at):
-                row.status, row.closed_at, row.close_reason = "completed", now, "done"
-                outcome.milestones_closed.append(row.milestone_id)
-            elif not self.pathway.in_any(patient.state, mdef.scope):
-                row.status = "completed" if mdef.completed_on_leave else "cancelled"
-                row.closed_at, row.close_reason = now, f"left {'/'.join(mdef.scope)}"
-                outcome.milestones_closed.append(row.milestone_id)
-        open_ids = {m.milestone_id for m in patient.open_milestones()}
-        for mdef in self.pathway.milestones:
-            if mdef.id in open_ids or not self.pathway.in_any(patient.state, mdef.scope):
-                continue
-            row = self._next_occurrence(patient, mdef, s, now)
-            if row is not None:
-                patient.milestones.append(row)
-                outcome.milestones_scheduled.append(mdef.id)
-
-    def _next_occurrence(
-        self, patient: Patient, mdef: MilestoneDefinition, s: Situation, now: datetime
-    ) -> Milestone | None:
-        scope_entry = self._scope_entry(patient, mdef)
-        course = patient.treatment_start or patient.enrolled_at
-        cycle_start = {
-            "enrolled": patient.enrolled_at,
-            "treatment_start": patient.treatment_start,
-            "last_completed": course,
-        }.get(mdef.anchor, scope_entry)
-        if cycle_start is None:
-            return None
-        cycle = cycle_start.isoformat()
-        # Of the closed rows, only the latest occurrence and the latest completed one of each
-        # milestone and cycle need to be loaded: occurrences run 1, 2, 3... within a cycle.
-        rows = [m for m in patient.milestones if m.milestone_id == mdef.id and m.cycle == cycle]
-        if rows and not mdef.repeat and not _left_and_back(rows):
-            return None
-        if mdef.when is not None and not holds(mdef.when, s):
-            return None
-        if mdef.unless is not None and holds(mdef.unless, s):
-            return None
-        completed = [m.closed_at for m in rows if m.status == "completed" and m.closed_at]
-        anchor_at = {
-            "enrolled": patient.enrolled_at,
-            "treatment_start": patient.treatment_start,
-            "state_entered": scope_entry,
-            "condition_met": now,
-            # a first occurrence on treatment counts from the course's start, however the
-            # patient moved within the scope since; off treatment, from entering the scope
-            "last_completed": max(
-                completed,
-                default=course
-                if all(self.pathway.states[s].on_treatment for s in mdef.scope)
-                else max(scope_entry or course, course),
-            ),
-        }[mdef.anchor]
-        due = mdef.offset.after(anchor_at)
-        if not mdef.repeat and self._satisfied(mdef, patient, s, due, anchor_at):
-            return None
-        occurrence = max((m.occurrence for m in rows), default=0) + 1
-        return Milestone(
-            milestone_id=mdef.id,
-            title=mdef.title,
-            kind=mdef.kind,
-            due_at=due,
-            grace_until=mdef.grace.after(due),
-            created_at=now,
-            cycle=cycle,
-            occurrence=occurrence,
-            idempotency_key=f"{patient.id}:{mdef.id}:{cycle}:{occurrence}",
-            recipients=list(mdef.recipients),
-            rule_ids=list(mdef.rules),
-            urgent=mdef.urgent,
-            patient_id=patient.id,
-        )
-
-    def _scope_entry(self, patient: Patient, mdef: MilestoneDefinition) -> datetime | None:
-        for scope in mdef.scope:
-            if self.pathway.is_within(patient.state, scope):
-                return patient.entered(scope)
-        return None
-
-    def _satisfied(
-        self,
-        mdef: MilestoneDefinition,
-        patient: Patient,
-        s: Situation,
-        due: datetime,
-        created: datetime,
-    ) -> bool:
-        """Has the input this milestone waits for arrived (labs in its window, order, event)?"""
-        if mdef.completed_by_labs:
-            opens = None if mdef.anchor == "enrolled" else self._early.before(due)
-            return all(
-                any(opens is None or r.taken_at >= opens for r in s.labs.series(code))
-                for code in mdef.completed_by_labs
-            )
-        opens = created if mdef.opens_before_due is None else mdef.opens_before_due.before(due)
-        if mdef.completed_by_orders:
-            return any(
-                o.drug in mdef.completed_by_orders
-                and o.ordered_at >= opens
-                and (
-                    mdef.completed_by_order is None
-                    or holds(mdef.completed_by_order, self._order_situation(patient, o, s))
-                )
-                for o in patient.orders
-                if o.status != "stopped"
-            )
-        if mdef.completed_by_events:
-            return any(
-                e.kind in mdef.completed_by_events and e.occurred_at >= opens
-                for e in patient.clinical_events
-            )
-        return False
-
     # ---- alerts -------------------------------------------------------------------------
 
     def _settle_alerts(
@@ -844,75 +533,6 @@ class CarePathway:
                 current.status, current.closed_at, current.closed_by = "resolved", now, "engine"
                 outcome.alerts_resolved.append(alert_id)
                 self._close_alert_work(patient, alert_id, now)
-
-    def _active_order_conflicts(self, patient: Patient, s: Situation) -> list[BlockDefinition]:
-        """Blocks an active order meets now: a fact changed after it was placed (pregnancy on
-        mycophenolate, cirrhosis found on budesonide, TPMT deficiency on azathioprine)."""
-        found: dict[str, BlockDefinition] = {}
-        for order in patient.active_orders():
-            situation = self._order_situation(patient, order, s)
-            for block in self.pathway.blocks:
-                if (
-                    block.trigger == "medication_ordered"
-                    and block.applies_to_active_orders
-                    and block.id not in order.overrides
-                    and block.id not in found
-                    and holds(block.when, situation)
-                ):
-                    found[block.id] = block
-        return list(found.values())
-
-    def _doses_at_current_weight(self, patient: Patient) -> list[tuple[DoseRange, str]]:
-        """Active orders whose mg/kg/day at today's weight leaves the range they were placed
-        in (a weight recorded after the order: 150 mg of azathioprine is 3 mg/kg at 50 kg)."""
-        ranges = {r.id: r for d in self.pathway.dosing.values() for r in d.ranges}
-        found = []
-        for order in patient.active_orders():
-            dose_range = ranges.get(order.dose_range or "")
-            if (
-                dose_range is None
-                or dose_range.mg_per_kg_day == (None, None)
-                or dose_range.id in order.overrides
-                or order.mg_per_day is None
-            ):
-                continue
-            now_per_kg = round(order.mg_per_day / patient.weight_kg, 4)
-            dose = Dose(order.mg_per_day, now_per_kg, order.mg_per_day, "mg_per_day")
-            problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
-            if problem:
-                found.append((dose_range, problem))
-        return found
-
-    def _carried_order_doses(self, patient: Patient, s: Situation) -> list[tuple[DoseRange, str]]:
-        """Doses of orders placed on the day the patient entered the current state (same-day
-        inputs that moved the patient after the order) that the state's range does not allow."""
-        entered = patient.entered(patient.state)
-        found = []
-        for order in patient.active_orders():
-            if entered is None or order.ordered_at.date() != entered.date():
-                continue
-            problem = self._dose_problem_now(
-                patient, order, self._order_situation(patient, order, s)
-            )
-            if problem:
-                found.append(problem)
-        return found
-
-    def _order_situation(self, patient: Patient, order: MedicationOrder, s: Situation) -> Situation:
-        """The situation with a placed order as the input (for re-checks and completions)."""
-        earlier = [
-            o.mg_per_day
-            for o in patient.orders
-            if o.drug == order.drug and o.ordered_at < order.ordered_at and o is not order
-        ]
-        details = {
-            "drug": order.drug,
-            "mg_per_day": order.mg_per_day,
-            "mg_per_kg_day": order.mg_per_kg_day,
-            "route": order.route,
-            "dose_change": _dose_change(earlier[-1] if earlier else None, order.mg_per_day or 0),
-        }
-        return self._situation(patient, s.now, "medication_ordered", details, s.at)
 
     def _route_alert(
         self, patient: Patient, alert: Alert, work_item: dict[str, Any] | None, now: datetime
@@ -1043,26 +663,6 @@ def _events_read_by_conditions(pathway: Pathway) -> frozenset[str]:
     walk([a.when for a in pathway.alerts])
     walk([(m.when, m.unless) for m in pathway.milestones])
     return frozenset(found)
-
-
-def _left_and_back(rows: list[Milestone]) -> bool:
-    """The latest occurrence was cancelled only because the patient left its scope: it is due
-    again on the way back (TPMT still outstanding after a detour through another state)."""
-    latest = max(rows, key=lambda m: m.occurrence)
-    return latest.status == "cancelled" and (latest.close_reason or "").startswith("left ")
-
-
-def _dose_change(before: float | None, after: float) -> str:
-    """How an order changes the dose of the same drug: new, increase, same or decrease."""
-    if before is None:
-        return "new"
-    if after < before:
-        return "decrease"
-    return "increase" if after > before else "same"
-
-
-def _plain(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if isinstance(v, str | int | float | bool | type(None))}
 
 
 def new_patient(**fields: Any) -> Patient:
