@@ -52,8 +52,18 @@ def record_event(
             for name, spec in definition.fields.items()
             if str(form.get(f"f_{name}", "")).strip()
         }
+        unknown = sorted(
+            key for key in form if key.startswith("f_") and key[2:] not in definition.fields
+        )
+        if unknown:
+            raise InvalidInput(f"{kind} does not take {', '.join(k[2:] for k in unknown)}")
         patient_service.record_clinical_event(
-            request.app.state.uow_factory(), principal.actor, patient_id, kind=kind, data=data
+            request.app.state.uow_factory(),
+            principal.actor,
+            patient_id,
+            kind=kind,
+            data=data,
+            occurred_at=str(form.get("occurred_at", "")).strip() or None,
         )
     except HardBlock as refused:
         return _page(request, principal, patient_id, event_error=refused.message, status=422)

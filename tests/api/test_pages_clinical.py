@@ -51,6 +51,28 @@ def test_a_clinician_records_a_weight_change_on_the_page_and_it_is_kept(client, 
     assert "Recorded: weight_recorded." in client.get(answer.headers["location"]).text
 
 
+def test_a_page_event_keeps_its_clinical_time_and_refuses_unknown_fields(client, callers, enrol):
+    patient = enrol()["patient_id"]
+    csrf = log_in(client, callers, "clinician")
+    event = {"csrf": csrf, "kind": "weight_recorded", "f_weight_kg": "70"}
+
+    dated = client.post(
+        f"/ui/patients/{patient}/events",
+        data={**event, "occurred_at": "2025-06-01T08:00:00Z"},
+        follow_redirects=False,
+    )
+    unknown = client.post(f"/ui/patients/{patient}/events", data={**event, "f_bogus": "1"})
+    naive = client.post(
+        f"/ui/patients/{patient}/events", data={**event, "occurred_at": "2025-06-01T08:00:00"}
+    )
+
+    assert dated.status_code == 303
+    history = client.get(f"/patients/{patient}/history", headers=callers["clinician"]).json()
+    assert [e["occurred_at"] for e in history["events"]] == ["2025-06-01T08:00:00+00:00"]
+    assert unknown.status_code == 422 and "bogus" in unknown.text
+    assert naive.status_code == 422 and "time zone" in naive.text
+
+
 def test_an_implausible_weight_on_the_page_is_shown_as_a_message(client, callers, enrol):
     patient = enrol()["patient_id"]
     csrf = log_in(client, callers, "clinician")

@@ -203,7 +203,7 @@ FORMS = {
     ),
     "event": (
         "/ui/patients/{patient}/events",
-        ("kind", "f_weight_kg", "f_method", "f_reason", "f_drug", "f_meld", "f_tpmt_deficient"),
+        ("kind", "f_weight_kg", "f_method", "f_reason", "f_drug", "f_meld", "occurred_at"),
     ),
     "claim": ("/ui/queues/items/{item}/claim", ()),
     "release": ("/ui/queues/items/{item}/release", ()),
