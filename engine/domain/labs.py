@@ -7,6 +7,7 @@ of normal (ULN), sustained normal since a moment.
 from __future__ import annotations
 
 import math
+import re
 from bisect import bisect_right
 from collections import defaultdict
 from datetime import datetime
@@ -14,6 +15,8 @@ from datetime import datetime
 from engine.domain.errors import InvalidInput
 from engine.domain.model import LabResult
 from engine.domain.pathway import LabDefinition
+
+BELOW_LIMIT = re.compile(r"^<\s*(\d+(?:\.\d+)?)$")
 
 
 def normalise_result(
@@ -31,10 +34,12 @@ def normalise_result(
         return None, text, None
     if isinstance(value, bool):
         raise InvalidInput(f"{lab.code} needs a number, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidInput(f"{lab.code} needs a number, not {value!r}") from None
+    number, reported = _below_limit(value)
+    if number is None:
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInput(f"{lab.code} needs a number, not {value!r}") from None
     accepted = ", ".join(lab.convertible)
     given = (unit or "").strip()
     if not given:
@@ -58,7 +63,21 @@ def normalise_result(
         raise InvalidInput(f"{lab.code} must not be negative, not {value!r}")
     if lab.precision is not None:
         converted = round(converted, lab.precision)
-    return converted, None, lab.unit
+    return converted, reported, lab.unit
+
+
+def _below_limit(value: object) -> tuple[float | None, str | None]:
+    """A result reported under the assay's limit: `<20` is kept as 20 (never above the limit
+    in a comparison), `not detected` as 0; the reported words are kept beside the number."""
+    if not isinstance(value, str):
+        return None, None
+    text = value.strip().lower()
+    if text in ("not detected", "undetectable", "target not detected"):
+        return 0.0, "not detected"
+    match = BELOW_LIMIT.match(text)
+    if match:
+        return float(match.group(1)), f"<{match.group(1)}"
+    return None, None
 
 
 class ReferenceLimits:

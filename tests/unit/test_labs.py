@@ -282,3 +282,14 @@ def test_a_new_normal_run_after_a_flare_restarts_the_sustained_clock():
     assert since == chart.now
     assert since > history_start + timedelta(days=60)
     assert isinstance(since, datetime)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored", "reported"),
+    [("<20", 20.0, "<20"), ("< 20", 20.0, "<20"), ("not detected", 0.0, "not detected")],
+)
+def test_an_hbv_dna_below_the_assay_limit_is_kept_as_not_above_it(labs, given, stored, reported):
+    number, text, unit = normalise_result(labs["HBV_DNA"], given, "IU/mL")
+
+    assert (number, text, unit) == (stored, reported, "[IU]/mL")
+    assert not number > labs["HBV_DNA"].uln
