@@ -19,6 +19,7 @@ from engine.services.care_team import register_clinician
 from engine.services.coordinator_queue import coordinator_queue
 from engine.services.dispatch import dispatch_due_reminders
 from engine.services.reminders import DeliveryPolicy
+from tests.integration.baseline import record_baseline
 
 POLICY = DeliveryPolicy(lease_seconds=60, max_attempts=3, retry_base_seconds=30)
 UNITS = {"ALT": "U/L", "AST": "U/L", "IgG": "g/L", "BILI": "umol/L", "TPMT": "U/mL"}
@@ -56,8 +57,7 @@ def lab(uow_factory, patient_id: str, code: str, value) -> dict:
 
 
 def screened(uow_factory, patient_id: str, tpmt: float = 31) -> None:
-    for code, value in (("ALT", 420), ("AST", 310), ("IgG", 24), ("BILI", 25), ("TPMT", tpmt)):
-        lab(uow_factory, patient_id, code, value)
+    record_baseline(uow_factory, patient_id, TPMT=tpmt)
     for code in ("HBSAG", "ANTI_HBC", "ANTI_HBS"):
         lab(uow_factory, patient_id, code, "negative")
 

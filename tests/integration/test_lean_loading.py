@@ -23,6 +23,7 @@ from engine.clock import ManualClock
 from engine.domain.durations import parse_duration
 from engine.services import patients as service
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from tests.integration.baseline import record_baseline
 
 RECORD_TABLES = {
     "patients",
@@ -64,16 +65,7 @@ def enrolled_on_prednisolone(uow_factory) -> str:
         weight_kg=64,
         facts={"cirrhosis": False},
     )["patient_id"]
-    for code, value, unit in (
-        ("ALT", 420, "U/L"),
-        ("AST", 310, "U/L"),
-        ("IgG", 24, "g/L"),
-        ("BILI", 25, "umol/L"),
-        ("TPMT", 31, "U/mL"),
-    ):
-        service.record_lab_result(
-            uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
-        )
+    record_baseline(uow_factory, patient_id)
     for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
         service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
     service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)

@@ -21,6 +21,7 @@ from engine.adapters.orm import (
 )
 from engine.domain.errors import ConcurrencyConflict, HardBlock, UnknownPatient
 from engine.services import patients as service
+from tests.integration.baseline import record_baseline
 
 RECORD_TABLES = (patients, lab_results, clinical_events, medication_orders, milestones, alerts)
 
@@ -39,21 +40,6 @@ def enrolled(uow_factory, **facts) -> str:
     return status["patient_id"]
 
 
-def screened(uow_factory, patient_id: str) -> None:
-    for code, value, unit in (
-        ("ALT", 420, "U/L"),
-        ("AST", 310, "U/L"),
-        ("IgG", 24, "g/L"),
-        ("BILI", 25, "umol/L"),
-        ("TPMT", 31, "U/mL"),
-    ):
-        service.record_lab_result(
-            uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
-        )
-    for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
-        service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
-
-
 def row_counts(database_url: str) -> dict[str, int]:
     engine = create_engine(database_url)
     with engine.connect() as conn:
@@ -69,7 +55,7 @@ def test_migrations_create_exactly_the_mapped_schema(database_url):
 
 def test_patient_round_trips_with_state_milestones_alerts_and_aware_times(uow_factory, clock):
     patient_id = enrolled(uow_factory)
-    screened(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)
     clock.advance(days=30)
     service.record_lab_result(uow_factory(), "lab", patient_id, code="ALT", value=90, unit="U/L")
@@ -153,7 +139,7 @@ def test_refused_order_writes_only_its_audited_refusal(uow_factory, database_url
 
 def test_what_if_changes_nothing_but_is_audited_as_a_read(uow_factory, database_url, clock):
     patient_id = enrolled(uow_factory)
-    screened(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)
     clock.advance(days=29)
     before = row_counts(database_url)
@@ -209,7 +195,7 @@ def test_unknown_patient_is_a_clear_error(uow_factory):
 
 def test_acute_severe_failing_at_day_14_is_moved_by_the_review_sweep(uow_factory, clock):
     patient_id = enrolled(uow_factory)
-    screened(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     service.record_lab_result(
         uow_factory(), "lab", patient_id, code="BILI", value=180, unit="umol/L"
     )

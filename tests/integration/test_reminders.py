@@ -27,6 +27,7 @@ from engine.services.coordinator_queue import (
 )
 from engine.services.dispatch import dispatch_due_reminders
 from engine.services.reminders import DeliveryPolicy, claim_due_reminders, deliver_reminder
+from tests.integration.baseline import record_baseline
 from tests.support.services import free_port
 
 POLICY = DeliveryPolicy(lease_seconds=60, max_attempts=3, retry_base_seconds=30)
@@ -46,21 +47,6 @@ def enrol(uow_factory, email: str | None = "ada@example.org", **details) -> str:
         **details,
     )
     return status["patient_id"]
-
-
-def screen(uow_factory, patient_id: str) -> None:
-    for code, value, unit in (
-        ("ALT", 420, "U/L"),
-        ("AST", 310, "U/L"),
-        ("IgG", 24, "g/L"),
-        ("BILI", 25, "umol/L"),
-        ("TPMT", 31, "U/mL"),
-    ):
-        service.record_lab_result(
-            uow_factory(), "lab", patient_id, code=code, value=value, unit=unit
-        )
-    for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
-        service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
 
 
 def start_prednisolone(uow_factory, patient_id: str) -> None:
@@ -117,7 +103,7 @@ def test_resulted_screening_cancels_its_reminders_and_closes_its_queue_items(
 ):
     patient_id = enrol(uow_factory)
     dispatch_due_reminders(uow_factory, sink_mailer, POLICY)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     statuses = by_milestone(uow_factory, patient_id)
     assert statuses[("tpmt-screening", "escalate", "coordinator")] == "cancelled"
     assert statuses[("hbv-screening", "escalate", "coordinator")] == "cancelled"
@@ -129,7 +115,7 @@ def test_day_14_azathioprine_reminder_emails_the_clinician_once_with_the_reason(
     uow_factory, clock, sink_mailer, smtp_sink, clinician
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=13))
     assert dispatch_due_reminders(uow_factory, sink_mailer, POLICY) == {}
@@ -148,7 +134,7 @@ def test_day_14_azathioprine_reminder_emails_the_clinician_once_with_the_reason(
 
 def test_ordering_azathioprine_on_day_14_before_the_reminder_goes_cancels_it(uow_factory, clock):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=14))  # IND-AZA-DELAY: not before 2 weeks of steroid
     service.order_medication(
@@ -163,7 +149,7 @@ def test_response_assessment_reaches_patient_without_diagnosis_and_clinician_wit
     uow_factory, clock, sink_mailer, smtp_sink, clinician
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(weeks=2))  # IND-AZA-DELAY: not before 2 weeks of steroid
     service.order_medication(
@@ -187,7 +173,7 @@ def test_missed_milestone_escalates_after_its_grace_period_and_supersedes_the_du
     uow_factory, clock, sink_mailer, clinician
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=14))
     dispatch_due_reminders(uow_factory, sink_mailer, POLICY)
@@ -205,7 +191,7 @@ def test_urgent_acute_severe_review_escalates_one_day_after_it_is_due(
     uow_factory, clock, sink_mailer, clinician
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     service.record_clinical_event(
         uow_factory(), "dr-a", patient_id, kind="acute_severe_presentation"
     )
@@ -224,7 +210,7 @@ def test_catch_up_after_an_outage_sends_each_missed_reminder_exactly_once(
     uow_factory, clock, sink_mailer, smtp_sink, clinician
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=60))  # everything was down for two months
     first = dispatch_due_reminders(uow_factory, sink_mailer, POLICY)
@@ -239,7 +225,7 @@ def test_missing_clinician_email_is_a_failed_delivery_with_a_reason(
     uow_factory, clock, sink_mailer
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=14))
     assert dispatch_due_reminders(uow_factory, sink_mailer, POLICY) == {"failed": 1}
@@ -259,7 +245,7 @@ def test_patient_who_cannot_be_emailed_becomes_a_failed_delivery_not_a_crash(
     uow_factory, clock, sink_mailer, clinician, email, preferences, reason
 ):
     patient_id = enrol(uow_factory, email=email, contact_preferences=preferences)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(weeks=4, days=1))
     outcomes = dispatch_due_reminders(uow_factory, sink_mailer, POLICY)
@@ -273,7 +259,7 @@ def test_unreachable_smtp_is_retried_with_backoff_then_fails_into_the_queue(
 ):
     dead = SmtpMailer("127.0.0.1", free_port(), timeout=1)
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=14))
     assert dispatch_due_reminders(uow_factory, dead, POLICY) == {"retry": 1}
@@ -293,7 +279,7 @@ def test_reminder_claimed_by_a_dead_worker_is_claimed_again_after_the_lease(
     uow_factory, clock, sink_mailer, smtp_sink, clinician
 ):
     patient_id = enrol(uow_factory)
-    screen(uow_factory, patient_id)
+    record_baseline(uow_factory, patient_id, serology=True)
     start_prednisolone(uow_factory, patient_id)
     clock.advance(timedelta(days=14))
     (lost,) = claim_due_reminders(uow_factory(), POLICY)  # the worker dies with it
