@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.domain.durations import parse_duration
 from tests.fixtures_domain import (
     covers,
     make_patient,
@@ -162,3 +163,35 @@ def test_baseline_is_the_last_value_before_treatment_started(week_4_alt, state):
     chart.labs(ALT=week_4_alt, AST=week_4_alt)
 
     assert chart.state == state
+
+
+@covers("SCR-HBV")
+def test_past_hbv_on_treatment_gets_hbv_dna_monitoring_every_3_months():
+    chart = make_patient()
+    screened(chart, anti_hbc="positive")
+    start_prednisolone(chart)
+
+    row = chart.pending("hbv-dna-monitoring")
+
+    assert row is not None and row.recipients == ["patient", "care_team"]
+    assert row.due_at == parse_duration("P3M").after(chart.patient.treatment_start)
+    assert chart.facts["hbv_exposed"] is True
+
+
+@covers("SCR-HBV")
+def test_a_later_negative_anti_hbc_keeps_the_monitoring_and_detectable_dna_alerts_at_once():
+    chart = make_patient()
+    screened(chart, anti_hbc="positive")
+    start_prednisolone(chart)
+    chart.advance(weeks=2)
+    chart.lab("ANTI_HBC", "negative")
+    assert chart.facts["hbv_exposed"] is True
+    assert chart.pending("hbv-dna-monitoring") is not None
+    assert "hbv-vaccination-due" not in chart.alert_ids()
+
+    outcome = chart.lab("HBV_DNA", 850, "IU/mL")
+
+    assert "hbv-reactivation" in outcome.alerts_raised
+    work = chart.pending("alert:hbv-reactivation")
+    assert work.urgent and set(work.recipients) == {"clinician", "care_team"}
+    assert work.due_at == chart.now
