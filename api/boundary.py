@@ -119,6 +119,7 @@ def json_shape_problem(body: bytes, max_depth: int) -> str | None:
     """Why a JSON body cannot be accepted (too deep, NaN/Infinity), or None.
 
     Strings are blanked out first, so brackets and words inside them do not count."""
+    body = body.removeprefix(b"\xef\xbb\xbf")  # json.loads reads past a UTF-8 BOM too
     start = body.lstrip()[:1]
     if start not in (b"{", b"["):
         return None

@@ -21,6 +21,8 @@ from pydantic import (
     Strict,
 )
 
+from engine.domain.clinical_text import UNSAFE_IN_A_LINE, UNSAFE_IN_A_NOTE
+
 #: The plausible window of a clinical date or time at the edge. The engine's clock refuses a
 #: time in the future (beyond a small skew); the window here keeps every value far from the
 #: calendar's ends, so that no time-zone shift or date arithmetic can overflow.
@@ -30,9 +32,10 @@ _ISO_MOMENT = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]\d{2}:\d{2})$"
 )
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-#: C0 and C1 controls (CR, LF, NUL, ESC, ...) and the Unicode line and paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+#: C0 and C1 controls (CR, LF, NUL, ESC, ...), line and paragraph separators, direction
+#: overrides and unpaired surrogates: one rule with the domain's.
+_CONTROL = UNSAFE_IN_A_LINE
+_NOTE_CONTROL = UNSAFE_IN_A_NOTE
 
 
 def clinical_moment(value: Any) -> datetime:

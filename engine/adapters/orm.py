@@ -81,7 +81,7 @@ patients = Table(
     "patients",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("external_id", String(64), unique=True),
+    Column("external_id", String(64)),
     Column("site", String(64), nullable=False),
     Column("clinician", String(64), nullable=False),
     Column("given_name", String(128), nullable=False, default=""),
@@ -100,6 +100,7 @@ patients = Table(
     Column("enrolled_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime),
     Column("version", Integer, nullable=False),
+    UniqueConstraint("site", "external_id", name="uq_patients_site_external_id"),
     Index("ix_patients_site_state", "site", "state"),
     Index("ix_patients_clinician", "clinician"),
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from engine.domain.clinical_text import one_line
 from engine.domain.conditions import Situation, holds
 from engine.domain.dosing import normalise_dose
 from engine.domain.durations import parse_duration
@@ -85,6 +86,13 @@ class CarePathway(OrderSafety, MilestoneSchedule):
             raise InvalidInput(f"weight_kg must be between {low} and {high}")
         if patient.birth_date > now.date():
             raise InvalidInput("birth_date is in the future")
+        patient.external_id = one_line(patient.external_id, "external_id", 64) or None
+        patient.given_name = one_line(patient.given_name, "given_name", 128) or ""
+        patient.family_name = one_line(patient.family_name, "family_name", 128) or ""
+        patient.site = one_line(patient.site, "site", 64) or ""
+        patient.clinician = one_line(patient.clinician, "clinician", 64) or ""
+        if not patient.site or not patient.clinician:
+            raise InvalidInput("a patient needs a site and a clinician")
         patient.pathway_key = self.pathway.key
         patient.state = self.pathway.initial
         patient.enrolled_at = now
@@ -633,8 +641,7 @@ class CarePathway(OrderSafety, MilestoneSchedule):
             return value
         if not isinstance(value, str) or not value.strip():
             raise InvalidInput(f"{kind}.{name} must be a non-empty text")
-        if len(value) > 200 or any(ord(c) < 32 or c in "\u2028\u2029" for c in value):
-            raise InvalidInput(f"{kind}.{name} must be one line of at most 200 characters")
+        one_line(value, f"{kind}.{name}")
         if kind_of == "drug":
             return self.pathway.drug(value)
         if kind_of == "choice" and value not in spec["values"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.domain.clinical_text import one_line
 from engine.domain.conditions import Situation, holds
 from engine.domain.dosing import Dose, DoseRange, DrugDosing, dose_problem
 from engine.domain.errors import HardBlock, InvalidInput
@@ -153,8 +154,8 @@ class OrderSafety:
                 raise InvalidInput(
                     f"{item_id!r} is not a block or dose range that may be overridden"
                 )
-            text = reason.strip() if isinstance(reason, str) else ""
-            if not text or len(text) > 500 or any(ord(c) < 32 for c in text):
+            text = one_line(reason if isinstance(reason, str) else "", "override reason", 500)
+            if not text:
                 raise InvalidInput(
                     f"the override of {item_id} needs a reason (one line, 1-500 characters)"
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.domain.clinical_text import one_line
 from engine.domain.errors import InvalidInput
 from engine.domain.model import AuditRecord
 from engine.notifications.compose import InvalidAddress, checked_address
@@ -20,7 +21,9 @@ def register_clinician(
     site: str | None = None,
 ) -> dict[str, Any]:
     """Add or update a clinician (the id patients are enrolled under) and their email."""
-    if not clinician_id.strip() or not name.strip():
+    clinician_id = one_line(clinician_id, "clinician id", 64) or ""
+    name = one_line(name, "name", 128) or ""
+    if not clinician_id or not name:
         raise InvalidInput("a clinician needs an id and a name")
     if email:
         try:
