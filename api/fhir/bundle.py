@@ -17,11 +17,13 @@ from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import LabSender, UnitOfWork
 from api.fhir.observation import lab_item
 from api.fhir.outcome import FhirError, operation_outcome, outcome_for_refusal
 from api.fhir.routing import answer, expect_resource, items, new_router, read_resource, string
+from api.refusals import audit_refusal
 from engine.services import fhir_reads
 from engine.services import patients as service
 
@@ -52,10 +54,11 @@ async def transaction(request: Request, principal: LabSender, uow: UnitOfWork):
     sites = fhir_reads.patient_sites(uow(), [item["patient_id"] for item in accepted.values()])
     if principal.site:
         for index, item in list(accepted.items()):
-            if sites.get(item["patient_id"], principal.site) != principal.site:
+            if sites.get(item["patient_id"]) != principal.site:  # unknown or another site
                 reason = f"no patient with id {item['patient_id']!r}"
                 refused[index] = 404, operation_outcome(reason, "not-found")
                 del accepted[index]
+                await run_in_threadpool(audit_refusal, request, 404, "fhir")
     if kind == "transaction":
         return _transaction(principal.actor, uow, accepted, refused)
     answers = service.record_lab_results(uow, principal.actor, list(accepted.values()))

@@ -67,3 +67,43 @@ def test_every_surface_refuses_header_text_at_enrolment_cli_included(uow_factory
 def test_a_clinician_name_with_cr_lf_is_refused(uow_factory):
     with pytest.raises(InvalidInput):
         register_clinician(uow_factory(), "operator", "dr-x", name="Dr X\r\nBcc: evil@x.org")
+
+
+def test_a_bundle_entry_for_another_site_is_refused_like_an_unknown_one_and_audited(
+    client, callers, enrol, uow_factory
+):
+    from sqlalchemy import func, select
+
+    from engine.adapters.orm import audit_log
+
+    south = enrol(site="south")["patient_id"]
+
+    def entry(patient: str) -> dict:
+        observation = {
+            "resourceType": "Observation",
+            "status": "final",
+            "subject": {"reference": f"Patient/{patient}"},
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+            "valueQuantity": {"value": 80, "system": "http://unitsofmeasure.org", "code": "U/L"},
+            "effectiveDateTime": "2026-01-02T08:30:00Z",
+        }
+        return {"resource": observation, "request": {"method": "POST", "url": "Observation"}}
+
+    def refusals() -> int:
+        with uow_factory() as uow:
+            query = select(func.count()).where(audit_log.c.action == "access_refused")
+            return uow.session.execute(query).scalar_one()
+
+    before = refusals()
+    answers = [
+        client.post(
+            "/fhir",
+            json={"resourceType": "Bundle", "type": "batch", "entry": [entry(patient)]},
+            headers=callers["clinician"],  # scoped to north
+        ).json()["entry"][0]["response"]
+        for patient in (south, "no-such-patient")
+    ]
+
+    assert [a["status"] for a in answers] == ["404 Not Found", "404 Not Found"]
+    assert answers[0]["outcome"]["issue"][0]["code"] == answers[1]["outcome"]["issue"][0]["code"]
+    assert refusals() == before + 2
