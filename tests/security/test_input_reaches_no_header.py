@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine.adapters.mail import SmtpMailer
+from engine.adapters.orm import patients
 from engine.adapters.reminder_tables import coordinator_items, reminders
 from engine.services import patients as service
 from engine.services.care_team import register_clinician
@@ -31,6 +32,13 @@ def sink_mailer(smtp_sink):
     mailer = SmtpMailer(smtp_sink.host, smtp_sink.port, timeout=5.0)
     yield mailer
     mailer.close()
+
+
+def store_legacy_text(uow_factory, patient_id: str, **columns: str) -> None:
+    """Write text columns of a stored patient directly, as a record from before the rule."""
+    with uow_factory() as uow:
+        uow.session.execute(update(patients).where(patients.c.id == patient_id).values(**columns))
+        uow.session.commit()
 
 
 def started_on_prednisolone(uow_factory, clinician: str, **details) -> str:
@@ -77,8 +85,11 @@ def test_a_patient_with_cr_lf_in_name_and_external_id_does_not_stall_the_round(
     uow_factory, clock, smtp_sink, sink_mailer
 ):
     register_clinician(uow_factory(), "admin", "dr-a", name="Dr A", email="dr.a@clinic.example.org")
-    injected = started_on_prednisolone(
-        uow_factory, "dr-a", given_name=INJECTED, family_name=INJECTED, external_id=INJECTED
+    # Enrolment refuses such text on every surface now; a record stored before that rule (or
+    # written by another system) may still hold it, so it is written here as legacy data.
+    injected = started_on_prednisolone(uow_factory, "dr-a", given_name="Legacy")
+    store_legacy_text(
+        uow_factory, injected, given_name=INJECTED, family_name=INJECTED, external_id=INJECTED
     )
     plain = started_on_prednisolone(uow_factory, "dr-a", given_name="Ann", external_id="EXT-1")
     clock.advance(timedelta(days=14))

@@ -14,8 +14,11 @@ import logging
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from engine.adapters.mail import MaildirOutbox
+from engine.adapters.orm import patients
+from engine.domain.errors import InvalidInput
 from engine.services import patients as service
 from engine.services.dispatch import dispatch_due_reminders
 from engine.services.reminders import DeliveryPolicy
@@ -175,19 +178,26 @@ def test_a_whole_session_with_phi_markers_everywhere_leaves_none_in_the_logs(
     monkeypatch.setattr(service, "patient_history", broken)
     assert client.get(f"/patients/{patient}/history", headers=clinician).status_code == 500
 
-    # a dispatch round for a patient whose name and external id carry CR/LF
-    service.enrol_patient(
-        uow_factory(),
-        "dr-test",
-        site="north",
-        clinician="dr-a",
-        birth_date="1979-04-02",
-        sex="F",
-        weight_kg=64,
-        given_name=marked("\r\nBcc: x@evil.example"),
-        external_id=marked("\r\n"),
-        email=f"{MARK.lower()}2@example.org",
-    )
+    # a dispatch round for a patient whose name and external id carry CR/LF: refused at
+    # enrolment, so written as a legacy record would hold it
+    details = {
+        "site": "north",
+        "clinician": "dr-a",
+        "birth_date": "1979-04-02",
+        "sex": "F",
+        "weight_kg": 64,
+        "email": f"{MARK.lower()}2@example.org",
+    }
+    with pytest.raises(InvalidInput):
+        service.enrol_patient(uow_factory(), "dr-test", **details, external_id=marked("\r\n"))
+    legacy = service.enrol_patient(uow_factory(), "dr-test", **details)["patient_id"]
+    with uow_factory() as uow:
+        uow.session.execute(
+            update(patients)
+            .where(patients.c.id == legacy)
+            .values(given_name=marked("\r\nBcc: x@evil.example"), external_id=marked("\r\n"))
+        )
+        uow.session.commit()
     clock.advance(timedelta(days=30))
     dispatch_due_reminders(uow_factory, MaildirOutbox(tmp_path / "outbox"), DeliveryPolicy())
 
