@@ -16,7 +16,8 @@ import typer
 from engine.bootstrap import unit_of_work_factory
 from engine.cli_common import Actor, actor_default, err, out, run_service
 from engine.config import get_settings
-from engine.services import access, access_policy, care_team, coordinator_queue
+from engine.domain.errors import UnknownWorkItem
+from engine.services import access, access_policy, audit_trail, care_team, coordinator_queue
 
 clinician_app = typer.Typer(no_args_is_help=True, help="The care-team directory.")
 queue_app = typer.Typer(no_args_is_help=True, help="Care-coordinator queues.")
@@ -56,21 +57,40 @@ def _as_caller(action: str, token: str, actor: str) -> dict[str, Any]:
     decides; exit 3 if it refuses), else the operator at this shell (`--actor`)."""
     if not token:
         return {"actor": actor or actor_default(), "site_scope": None}
+    principal = None
     try:
         principal = access.authenticate(unit_of_work_factory()(), token)
         access_policy.enforce(principal, action)
     except access.NotAuthenticated as problem:
+        _audit_refusal(None, action, 401)
         err.print(f"[bold red]error[/] ({problem.code}) {problem.message}")
         raise typer.Exit(2) from None
     except access_policy.Forbidden as refused:
+        _audit_refusal(principal.actor if principal else None, action, 403)
         err.print(f"[bold red]refused[/] {refused.message}")
         raise typer.Exit(3) from None
-    return {"actor": principal.actor, "site_scope": principal.site}
+    return {"actor": principal.actor, "site_scope": principal.site, "acting_as_user": True}
+
+
+def _audit_refusal(actor: str | None, action: str, status: int) -> None:
+    """Refused access from the CLI acting as a user is audited as on the other surfaces."""
+    audit_trail.record_refusal(
+        unit_of_work_factory()(), actor, surface="cli", method="CLI", route=action, status=status
+    )
 
 
 def _queue_change(call: Any, action: str, token: str, actor: str, *args: Any, **kw: Any) -> None:
     caller = _as_caller(action, token, actor)
-    run_service(call, caller["actor"], *args, site_scope=caller["site_scope"], **kw)
+
+    def audited(*given: Any, **named: Any) -> Any:
+        try:
+            return call(*given, **named)
+        except UnknownWorkItem:
+            if caller.get("acting_as_user"):
+                _audit_refusal(caller["actor"], action, 404)
+            raise
+
+    run_service(audited, caller["actor"], *args, site_scope=caller["site_scope"], **kw)
 
 
 @queue_app.command("list")

@@ -398,3 +398,20 @@ def test_the_policy_allows_hides_or_refuses_what_a_north_admin_asks():
         decide(north_admin, "audit.read"),
     }
     assert answers == {Decision.ALLOW, Decision.NOT_FOUND, Decision.DENY}
+
+
+def test_refused_access_from_the_cli_acting_as_a_user_is_audited(
+    claimed, north_staff, cli, uow_factory
+):
+    def token(caller: str) -> str:
+        user_id = north_staff.users[caller]["id"]
+        return access.issue_token(uow_factory(), "test", user_id, days=3650)["token"]
+
+    before = len(_refusals(uow_factory))
+    cli("queue", "list", "--token", "not-a-token")  # 401
+    cli("queue", "claim", claimed["id"], "--token", token("clinician"))  # 403
+    cli("queue", "release", claimed["id"], "--token", token("coordinator-south"))  # 404
+
+    rows = _refusals(uow_factory)[: len(_refusals(uow_factory)) - before]
+    assert sorted(row["detail"]["status"] for row in rows) == [401, 403, 404]
+    assert {row["detail"]["surface"] for row in rows} == {"cli"}
