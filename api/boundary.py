@@ -42,19 +42,33 @@ _NON_FINITE = re.compile(rb"(?<![A-Za-z0-9_])-?(?:NaN|Infinity)(?![A-Za-z0-9_])"
 _TITLES = {400: "Bad request", 413: "Content too large", 500: "Internal server error"}
 
 
-class RequestBoundary:
-    """ASGI middleware: size limits and JSON shape checks before anything reads the body."""
+class HttpMiddleware:
+    """An ASGI middleware for HTTP requests: other traffic (lifespan, websockets) passes by."""
 
-    def __init__(self, app: ASGIApp, settings: Settings):
+    def __init__(self, app: ASGIApp):
         self.app = app
-        self.max_body = settings.max_body_bytes
-        self.max_bundle = settings.max_bundle_bytes
-        self.max_depth = settings.max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP request (usually by calling `self.app` around some work)."""
+        await self.app(scope, receive, send)
+
+
+class RequestBoundary(HttpMiddleware):
+    """ASGI middleware: size limits and JSON shape checks before anything reads the body."""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        super().__init__(app)
+        self.max_body = settings.max_body_bytes
+        self.max_bundle = settings.max_bundle_bytes
+        self.max_depth = settings.max_json_depth
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         limit = self.max_bundle if path.rstrip("/") == "/fhir" else self.max_body
         declared = _header(scope, b"content-length")
@@ -78,17 +92,11 @@ class RequestBoundary:
         await self.app(scope, _replay(bytes(body), receive), send)
 
 
-class LastResort:
+class LastResort(HttpMiddleware):
     """ASGI middleware: an unanswered error becomes a 500 with an error id; the log says only
     its type and where it was raised."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:

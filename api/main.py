@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from api import docs, errors, fhir, pages
 from api.boundary import (
-    ASGIApp,
+    HttpMiddleware,
     LastResort,
     Message,
     Receive,
@@ -109,17 +109,11 @@ def create_app(
     return app
 
 
-class AccessLog:
+class AccessLog(HttpMiddleware):
     """ASGI middleware: one line per request with the method, the route template (never the
     patient id in the URL), the status, the duration and the caller's user id: no PHI."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started, status = time.perf_counter(), 500
 
         async def noting_status(message: Message) -> None:

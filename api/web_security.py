@@ -8,7 +8,7 @@ style attributes, which Swagger UI sets from its scripts.
 
 from __future__ import annotations
 
-from api.boundary import ASGIApp, Message, Receive, Scope, Send
+from api.boundary import HttpMiddleware, Message, Receive, Scope, Send
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -23,16 +23,10 @@ HEADERS = [
 ]
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """ASGI middleware adding the security headers to every response that lacks them."""
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         csp = DOCS_CSP if scope.get("path", "").startswith("/docs") else CSP
 
         async def send_with_headers(message: Message) -> None:
