@@ -47,6 +47,11 @@ services:
 		$(APT) update -qq >/dev/null && $(APT) install -y -qq chromium chromium-driver >/dev/null; \
 	}
 	@test -x /usr/bin/chromium || { echo "services: /usr/bin/chromium still missing" >&2; exit 1; }
+	@command -v dot >/dev/null 2>&1 || { \
+		echo "services: installing graphviz with apt-get (pathway diagram layout)"; \
+		$(APT) update -qq >/dev/null && $(APT) install -y -qq graphviz >/dev/null; \
+	}
+	@command -v dot >/dev/null 2>&1 || { echo "services: graphviz dot still not on PATH" >&2; exit 1; }
 
 lint: venv
 	@cd $(ROOT) && $(RUFF) check .
