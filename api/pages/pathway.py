@@ -1,9 +1,9 @@
 """The pathway page: version and review status, states (nested) and transitions with their
-guards and rule IDs, hard blocks, the diagram drawn from the data, and the Mermaid source."""
+guards in words and rule IDs, hard blocks, the diagram Graphviz lays out from the data, and the
+Mermaid source."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -28,30 +28,27 @@ def pathway_page(
         return render(
             request, "error.html", {"status": 404, "message": f"No pathway {key!r}."}, 404
         )
-    raw = p.raw.get("transitions", [])
     transitions = [
         {
             "trigger": t.trigger,
             "sources": t.sources,
             "dest": t.dest,
-            "guards": [_guard(g) for g in raw[t.index].get("guards", [])]
-            if t.index < len(raw)
-            else [],
+            "guards": pathway_catalogue.guards_in_words(p, t),
             "why": p.explain(t.rules),
         }
         for t in p.transitions
     ]
+    try:
+        svg, svg_problem = pathway_catalogue.svg_diagram(p), None
+    except pathway_catalogue.LayoutUnavailable as unavailable:
+        svg, svg_problem = None, unavailable.message
     context: dict[str, Any] = {
         "pathway": p,
         "versions": pathway_catalogue.pathway_versions(),
         "tops": [name for name in p.states if "." not in name],
         "transitions": transitions,
-        "svg": pathway_catalogue.svg_diagram(p),
+        "svg": svg,
+        "svg_problem": svg_problem,
         "mermaid": pathway_catalogue.mermaid_diagram(p),
     }
     return render(request, "pathway.html", context)
-
-
-def _guard(guard: Any) -> str:
-    """A named guard as its name; an inline condition as compact JSON."""
-    return guard if isinstance(guard, str) else json.dumps(guard, separators=(", ", ": "))

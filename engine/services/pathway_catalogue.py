@@ -1,20 +1,27 @@
 """The pathway versions this deployment knows, their definitions, and diagrams drawn from the data.
 
 `mermaid_diagram` writes a Mermaid `stateDiagram-v2` (nested states, every transition labelled
-with its trigger and rule IDs); `svg_diagram` draws the top-level states and the transitions
-between them as a standalone SVG. Both are generated from the pathway file, never by hand.
+with its trigger and rule IDs); `svg_diagram` has Graphviz `dot` lay out `dot_diagram` (nested
+states as clusters, arrows labelled with trigger, rule IDs and guards in words) as SVG. Both
+are generated from the pathway file, never by hand; the layout is cached per version.
 """
 
 from __future__ import annotations
 
-from html import escape
+import textwrap
 from typing import Any
 
 from engine.adapters import pathway_files
+from engine.adapters.graphviz_layout import LayoutUnavailable as LayoutUnavailable
+from engine.adapters.graphviz_layout import dot_svg, quoted
 from engine.config import get_settings
-from engine.domain.pathway import Pathway
+from engine.domain.condition_words import in_words, joined, words
+from engine.domain.pathway import Pathway, TransitionDefinition
 
 DIAGRAM_FORMATS = ("mermaid", "svg")
+_FONT = quoted("Helvetica")
+#: A transition from this many states or more starts at a note naming them.
+MANY_SOURCES = 3
 
 
 def _directory():
@@ -88,59 +95,113 @@ def mermaid_diagram(p: Pathway) -> str:
 
 
 def svg_diagram(p: Pathway) -> str:
-    """An SVG of the top-level states (sub-states listed inside) and the triggers between them."""
-    tops = [name for name in p.states if "." not in name]
-    columns, width, gap_x, gap_y = 4, 230, 70, 90
-    heights = {n: 44 + 16 * len(p.states[n].children) for n in tops}
-    row_height = max(heights.values()) + gap_y
-    place = {
-        n: ((i % columns) * (width + gap_x) + 20, (i // columns) * row_height + 50)
-        for i, n in enumerate(tops)
-    }
-    edges: dict[tuple[str, str], set[str]] = {}
-    for t in p.transitions:
-        for source in t.sources:
-            a, b = source.split(".")[0], t.dest.split(".")[0]
-            if a != b:
-                edges.setdefault((a, b), set()).add(t.trigger)
-    total_w = columns * (width + gap_x) + 20
-    total_h = ((len(tops) - 1) // columns + 1) * row_height + 40
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{total_h}" '
-        f'viewBox="0 0 {total_w} {total_h}" font-family="sans-serif" font-size="12">',
-        f"<title>{escape(p.key)}: {escape(p.title)}</title>",
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/>'
-        "</marker></defs>",
+    """The pathway laid out by Graphviz `dot` as SVG (cached per version's DOT text)."""
+    return dot_svg(dot_diagram(p))
+
+
+def dot_diagram(p: Pathway) -> str:
+    """The pathway as a Graphviz digraph: nested states as clusters, every transition an arrow
+    labelled with its trigger, rule IDs and guards in words (a transition from several states
+    meets at a junction first, so its label is written once)."""
+    lines = [
+        f"digraph {quoted(p.key)} {{",
+        f"  graph [id={quoted('pathway-diagram')}, compound=true, rankdir=LR, nodesep=0.35,"
+        f" ranksep=0.45, fontname={_FONT}, fontsize=12, labelloc=t,"
+        f" label={quoted(f'{p.title} ({p.key})')}];",
+        f"  node [shape=box, style={quoted('rounded,filled')}, fillcolor={quoted('#ffffff')},"
+        f" color={quoted('#334155')}, fontname={_FONT}, fontsize=11,"
+        f" margin={quoted('0.14,0.06')}];",
+        f"  edge [fontname={_FONT}, fontsize=9, color={quoted('#475569')},"
+        f" fontcolor={quoted('#1e293b')}, arrowsize=0.8];",
+        f"  {quoted('start')} [id={quoted('initial')}, shape=point, width=0.16];",
     ]
-    for (a, b), triggers in sorted(edges.items()):
-        (xa, ya), (xb, yb) = place[a], place[b]
-        x1, y1 = xa + width / 2, ya + heights[a] / 2
-        x2, y2 = xb + width / 2, yb + heights[b] / 2
-        out.append(
-            f'<path d="M{x1:.0f},{y1:.0f} Q{(x1 + x2) / 2 + 30:.0f},{(y1 + y2) / 2 - 30:.0f} '
-            f'{x2:.0f},{y2:.0f}" fill="none" stroke="#888" marker-end="url(#arrow)">'
-            f"<title>{escape(a)} -&gt; {escape(b)}: {escape(', '.join(sorted(triggers)))}"
-            "</title></path>"
-        )
-    for name in tops:
-        x, y = place[name]
+
+    def declare(name: str, pad: str) -> None:
         state = p.states[name]
-        stroke = "#1f6feb" if name == p.initial else "#333"
-        out.append(
-            f'<g id="{escape(name)}"><rect x="{x}" y="{y}" width="{width}" '
-            f'height="{heights[name]}" rx="8" fill="#fff" stroke="{stroke}"/>'
-            f'<text x="{x + 10}" y="{y + 20}" font-weight="bold">{escape(name)}</text>'
-            f'<text x="{x + 10}" y="{y + 36}" fill="#666">{escape(", ".join(state.rules))}</text>'
-        )
-        for i, child in enumerate(state.children):
-            out.append(
-                f'<text x="{x + 20}" y="{y + 54 + 16 * i}">'
-                f"{escape(child.rsplit('.', 1)[-1])}</text>"
+        label = name.rsplit(".", 1)[-1]
+        if state.children:
+            lines.append(f"{pad}subgraph {quoted('cluster_' + name)} {{")
+            lines.append(
+                f"{pad}  graph [id={quoted(name)}, label={quoted(label)}, style=rounded,"
+                f" color={quoted('#64748b')}, fontsize=12];"
             )
-        out.append("</g>")
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+            for child in state.children:
+                declare(child, pad + "  ")
+            lines.append(f"{pad}}}")
+            return
+        extra = ", peripheries=2" if state.final else ""
+        if name == p.initial:
+            extra += f", color={quoted('#1d4ed8')}, penwidth=2"
+        lines.append(f"{pad}{quoted(name)} [id={quoted(name)}, label={quoted(label)}{extra}];")
+
+    for name in p.states:
+        if "." not in name:
+            declare(name, "  ")
+    lines.append(f"  {quoted('start')} -> {quoted(_leaf(p, p.initial))};")
+    for t in p.transitions:
+        label = quoted(transition_label(p, t))
+        head = _ends(p, t.dest, "lhead")
+        if len(t.sources) == 1:
+            tail = _ends(p, t.sources[0], "ltail")
+            lines.append(
+                f"  {quoted(tail[0])} -> {quoted(head[0])} "
+                f"[id={quoted(f'transition-{t.index}')}, label={label}{tail[1]}{head[1]}];"
+            )
+            continue
+        junction = f"junction-{t.index}"
+        if len(t.sources) >= MANY_SOURCES:  # written as a note, not a fan of long arrows
+            note = "\n".join(textwrap.wrap("from " + joined(t.sources, "or"), width=30))
+            lines.append(
+                f"  {quoted(junction)} [id={quoted(junction)}, shape=note, fontsize=9,"
+                f" color={quoted('#94a3b8')}, label={quoted(note)}];"
+            )
+            lines.append(
+                f"  {quoted(junction)} -> {quoted(head[0])} "
+                f"[id={quoted(f'transition-{t.index}')}, label={label}{head[1]}];"
+            )
+            continue
+        lines.append(f"  {quoted(junction)} [id={quoted(junction)}, shape=point, width=0.06];")
+        for n, source in enumerate(t.sources):
+            tail = _ends(p, source, "ltail")
+            lines.append(
+                f"  {quoted(tail[0])} -> {quoted(junction)} "
+                f"[id={quoted(f'transition-{t.index}-from-{n}')}, arrowhead=none{tail[1]}];"
+            )
+        lines.append(
+            f"  {quoted(junction)} -> {quoted(head[0])} "
+            f"[id={quoted(f'transition-{t.index}')}, label={label}{head[1]}];"
+        )
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def transition_label(p: Pathway, t: TransitionDefinition) -> str:
+    """What an arrow says: trigger and rule IDs, then its guards in words, wrapped."""
+    head = f"{words(t.trigger)} [{', '.join(t.rules)}]"
+    if not t.guards:
+        return head
+    guards = "if " + joined(
+        (in_words(g, p, short_guards=True) for g in t.guards), "and"
+    )
+    return "\n".join([head, *textwrap.wrap(guards, width=34)])
+
+
+def guards_in_words(p: Pathway, t: TransitionDefinition) -> list[str]:
+    """Each guard of a transition as a sentence (named guards say their pathway text)."""
+    return [in_words(g, p) for g in t.guards]
+
+
+def _leaf(p: Pathway, name: str) -> str:
+    """The first leaf inside a state (the state itself when it has no children)."""
+    while p.states[name].children:
+        name = p.states[name].children[0]
+    return name
+
+
+def _ends(p: Pathway, name: str, clip: str) -> tuple[str, str]:
+    """The node an arrow attaches to for a state, and the clipping to its cluster if nested."""
+    leaf = _leaf(p, name)
+    return leaf, (f", {clip}={quoted('cluster_' + name)}" if leaf != name else "")
 
 
 def pathway_diagram(key: str, fmt: str = "mermaid") -> str:
