@@ -22,12 +22,17 @@ from engine.config import Settings
 
 
 class DeliveryError(Exception):
-    """A message was not delivered; `.permanent` is True when a retry cannot succeed."""
+    """A message was not delivered; `.permanent` is True when a retry cannot succeed.
 
-    def __init__(self, reason: str, *, permanent: bool):
+    `.unreachable` is True when no SMTP session could be had at all (refused, timed out, the
+    session setup failed): the next message would fare no better, so a batch stops there.
+    """
+
+    def __init__(self, reason: str, *, permanent: bool, unreachable: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 class Mailer(Protocol):
@@ -76,12 +81,14 @@ class SmtpMailer:
             except _CONNECTION_ERRORS as exc:
                 self._drop()
                 if not reused:
-                    raise DeliveryError(_describe(exc), permanent=False) from exc
+                    raise DeliveryError(_describe(exc), permanent=False, unreachable=True) from exc
                 try:
                     self._send_once(message)
                 except _CONNECTION_ERRORS as again:
                     self._drop()
-                    raise DeliveryError(_describe(again), permanent=False) from again
+                    raise DeliveryError(
+                        _describe(again), permanent=False, unreachable=True
+                    ) from again
 
     def close(self) -> None:
         """Say QUIT and close the connection, if one is open."""
@@ -120,7 +127,7 @@ class SmtpMailer:
         try:
             connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         except smtplib.SMTPConnectError as exc:
-            raise DeliveryError(_describe(exc), permanent=False) from exc
+            raise DeliveryError(_describe(exc), permanent=False, unreachable=True) from exc
         try:
             if self.starttls:
                 connection.starttls(context=ssl.create_default_context())
@@ -132,6 +139,7 @@ class SmtpMailer:
             raise DeliveryError(
                 f"SMTP session setup with {self.host}:{self.port} failed: {_describe(exc)}",
                 permanent=False,
+                unreachable=True,
             ) from exc
         self._connection = connection
         return connection

@@ -10,16 +10,29 @@ due again once the lease runs out (seconds, not the broker's visibility timeout)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from engine.adapters.orm import patients
 from engine.adapters.reminder_tables import clinicians, coordinator_items, reminders
-from engine.domain.reminders import OPEN_REMINDER_STATUSES, CoordinatorItem, Reminder
+from engine.domain.reminders import CoordinatorItem, Reminder
+
+#: Statuses of a reminder some worker holds a lease on.
+LEASED_STATUSES = ("claimed", "sending")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Reminders claimed under one token: leases taken over from dead workers, then fresh ones."""
+
+    token: str
+    stranded: list[str]
+    fresh: list[str]
 
 
 class SqlReminderStore:
@@ -54,11 +67,37 @@ class SqlReminderStore:
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[tuple[str, str]]:
         """Claim up to `limit` due open reminders, oldest first: [(reminder id, claim token)]."""
+        claim = self.claim_due_leases_first(now, limit, lease)
+        return [(rid, claim.token) for rid in (*claim.stranded, *claim.fresh)]
+
+    def claim_due_leases_first(self, now: datetime, limit: int, lease: timedelta) -> Claim:
+        """Claim up to `limit` due reminders under one token: expired leases, then the oldest due.
+
+        A lease that ran out belongs to a worker that died (or stalled): those reminders are
+        claimed first, through a small partial index over leased rows, so recovery never waits
+        behind a backlog of scheduled reminders (which the main index holds oldest first).
+        """
         token = uuid4().hex
+        stranded = self._claim(
+            reminders.c.status.in_(LEASED_STATUSES), now=now, limit=limit, lease=lease, token=token
+        )
+        fresh: list[str] = []
+        if len(stranded) < limit:
+            fresh = self._claim(
+                reminders.c.status == "scheduled",
+                now=now,
+                limit=limit - len(stranded),
+                lease=lease,
+                token=token,
+            )
+        return Claim(token, stranded, fresh)
+
+    def _claim(
+        self, which: Any, *, now: datetime, limit: int, lease: timedelta, token: str
+    ) -> list[str]:
         due = (
             select(reminders.c.id)
-            .where(reminders.c.status.in_(OPEN_REMINDER_STATUSES))
-            .where(reminders.c.next_attempt_at <= now)
+            .where(which, reminders.c.next_attempt_at <= now)
             .order_by(reminders.c.next_attempt_at)
             .limit(limit)
         )
@@ -76,16 +115,29 @@ class SqlReminderStore:
             .returning(reminders.c.id)
             .execution_options(synchronize_session=False)
         )
-        return [(row.id, token) for row in claimed]
+        return [row.id for row in claimed]
 
     def start_sending(
         self, reminder_id: str, token: str, now: datetime, lease: timedelta
     ) -> Reminder | None:
         """Take a claimed reminder for delivery; None if the claim is no longer ours."""
+        taken = self.start_sending_batch([reminder_id], token, now, lease)
+        return taken[0] if taken else None
+
+    def start_sending_batch(
+        self, reminder_ids: list[str], token: str, now: datetime, lease: timedelta
+    ) -> list[Reminder]:
+        """Take the batch's reminders still claimed under `token` (one statement), a fresh lease.
+
+        The rows come back as detached Reminder objects (attempts already counted); a reminder
+        whose claim is no longer ours (re-claimed after its lease, or already taken) is absent.
+        """
+        if not reminder_ids:
+            return []
         taken = self.session.execute(
             update(reminders)
             .where(
-                reminders.c.id == reminder_id,
+                reminders.c.id.in_(reminder_ids),
                 reminders.c.claim_token == token,
                 reminders.c.status == "claimed",
             )
@@ -94,11 +146,93 @@ class SqlReminderStore:
                 attempts=reminders.c.attempts + 1,
                 next_attempt_at=now + lease,
             )
+            .returning(*reminders.c)
             .execution_options(synchronize_session=False)
         )
-        if taken.rowcount != 1:
-            return None
-        return self.session.get(Reminder, reminder_id, populate_existing=True)
+        return [Reminder(**row._mapping) for row in taken]
+
+    def contacts_for_batch(self, reminder_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each reminder's patient contact and clinician address, read in one query.
+
+        {reminder id: {patient columns..., "clinician_name", "clinician_email"}}; a reminder
+        whose patient is gone is absent. No clinical records are read.
+        """
+        if not reminder_ids:
+            return {}
+        rows = self.session.execute(
+            select(
+                reminders.c.id.label("reminder_id"),
+                patients.c.id,
+                patients.c.external_id,
+                patients.c.given_name,
+                patients.c.email,
+                patients.c.contact_preferences,
+                patients.c.pathway_key,
+                patients.c.state,
+                clinicians.c.name.label("clinician_name"),
+                clinicians.c.email.label("clinician_email"),
+                clinicians.c.id.label("clinician_id"),
+            )
+            .select_from(reminders)
+            .join(patients, patients.c.id == reminders.c.patient_id)
+            .outerjoin(clinicians, clinicians.c.id == reminders.c.clinician)
+            .where(reminders.c.id.in_(reminder_ids))
+        )
+        return {row.reminder_id: dict(row._mapping) for row in rows}
+
+    def record_outcomes(self, token: str, outcomes: list[dict[str, Any]]) -> None:
+        """Record the end of many delivery attempts we own: one statement, many rows.
+
+        Each outcome holds `id` and every column below (None where it does not apply); a row
+        re-claimed meanwhile (another claim token) is left alone: compare-and-set per reminder.
+        """
+        if not outcomes:
+            return
+        self.session.execute(
+            update(reminders)
+            .where(
+                reminders.c.id == bindparam("reminder_id"),
+                reminders.c.claim_token == bindparam("token"),
+            )
+            .values(
+                status=bindparam("new_status"),
+                sent_at=bindparam("new_sent_at"),
+                message_id=bindparam("new_message_id"),
+                next_attempt_at=func.coalesce(
+                    bindparam("new_next_attempt_at", type_=reminders.c.next_attempt_at.type),
+                    reminders.c.next_attempt_at,
+                ),
+                last_error=bindparam("new_last_error"),
+                attempts=reminders.c.attempts - bindparam("attempt_back", type_=Integer),
+            )
+            .execution_options(synchronize_session=False),
+            [
+                {
+                    "reminder_id": o["id"],
+                    "token": token,
+                    "new_status": o["status"],
+                    "new_sent_at": o.get("sent_at"),
+                    "new_message_id": o.get("message_id"),
+                    "new_next_attempt_at": o.get("next_attempt_at"),
+                    "new_last_error": o.get("last_error"),
+                    "attempt_back": o.get("attempt_back", 0),
+                }
+                for o in outcomes
+            ],
+        )
+
+    def add_items_once(self, items: list[CoordinatorItem]) -> None:
+        """Add coordinator items, skipping reminders that already produced one (one read)."""
+        if not items:
+            return
+        have = set(
+            self.session.scalars(
+                select(coordinator_items.c.reminder_id).where(
+                    coordinator_items.c.reminder_id.in_([i.reminder_id for i in items])
+                )
+            )
+        )
+        self.session.add_all([i for i in items if i.reminder_id not in have])
 
     def finish(self, reminder_id: str, token: str, **values: Any) -> bool:
         """Record the end of a delivery attempt we own (sent, failed or rescheduled)."""

@@ -24,6 +24,7 @@ from engine.adapters.orm import ID, UTCDateTime, mapper_registry, metadata
 from engine.domain.reminders import CoordinatorItem, Reminder
 
 _OPEN = text("status IN ('scheduled', 'claimed', 'sending')")
+_LEASED = text("status IN ('claimed', 'sending')")
 _LIVE_ITEM = text("status IN ('open', 'claimed', 'snoozed')")
 
 
@@ -65,6 +66,13 @@ reminders = Table(
         "next_attempt_at",
         postgresql_where=_OPEN,
         sqlite_where=_OPEN,
+    ),
+    # the leases of dead workers, found first without walking the scheduled backlog (0008)
+    Index(
+        "ix_reminders_leased_until",
+        "next_attempt_at",
+        postgresql_where=_LEASED,
+        sqlite_where=_LEASED,
     ),
     Index("ix_reminders_milestone", "milestone_row_id"),
     Index("ix_reminders_patient", "patient_id", "due_at"),

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from engine.adapters.mail import Mailer
 from engine.services.patients import review_due_patients
-from engine.services.reminders import DeliveryPolicy, claim_due_reminders, deliver_reminder
+from engine.services.reminders import DeliveryPolicy, claim_due_batches, deliver_reminder_batch
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 log = logging.getLogger(__name__)
@@ -26,22 +26,28 @@ def dispatch_due_reminders(
     mailer: Mailer,
     policy: DeliveryPolicy,
     batch_size: int = 500,
+    delivery_batch_size: int = 50,
 ) -> Counter[str]:
-    """Claim and deliver every reminder due now; returns how many ended which way.
+    """Claim and deliver every reminder due now, batch by batch; how many ended which way.
 
-    One reminder that cannot be delivered at all (the database failed under it) is counted as
+    A batch that cannot be delivered at all (the database failed under it) is counted as
     `error` and left to its lease; the rest of the round still goes out."""
     outcomes: Counter[str] = Counter()
     while True:
-        claimed = claim_due_reminders(uow_factory(), policy, batch_size)
-        for reminder_id, token in claimed:
+        batches = claim_due_batches(uow_factory(), policy, batch_size, delivery_batch_size)
+        for batch in batches:
             try:
-                outcome = deliver_reminder(uow_factory(), mailer, policy, reminder_id, token)
+                outcomes += deliver_reminder_batch(
+                    uow_factory(), mailer, policy, batch.reminder_ids, batch.token
+                )
             except Exception as failure:  # its type only: a message may quote patient data
-                log.error("reminder %s: %s; due again after its lease", reminder_id, _kind(failure))
-                outcome = "error"
-            outcomes[outcome] += 1
-        if len(claimed) < batch_size:
+                log.error(
+                    "%d reminders: %s; due again after their lease",
+                    len(batch.reminder_ids),
+                    _kind(failure),
+                )
+                outcomes["error"] += len(batch.reminder_ids)
+        if sum(len(b.reminder_ids) for b in batches) < batch_size:
             return outcomes
 
 

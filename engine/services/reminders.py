@@ -1,8 +1,12 @@
 """Delivering due reminders: claim them, send each exactly once in effect, escalate, fail loudly.
 
-`claim_due_reminders` leases the oldest due rows; `deliver_reminder` takes one leased row and
-emails the patient or clinician, or puts a work item in the coordinator queue. Each email's
-Message-ID comes from the reminder, so a re-send after a crash carries the same Message-ID.
+`claim_due_batches` leases due rows (those stranded by a dead worker first) and cuts them into
+batches; `deliver_reminder_batch` takes a batch of leased rows and emails the patients or
+clinicians over one SMTP connection, or puts work items in the coordinator queue, recording
+every outcome with one statement. Each email's Message-ID comes from the reminder, so a
+re-send after a crash carries the same Message-ID, and each accepted email is journalled
+(engine/adapters/delivery_journal.py) before it is recorded, so a database outage longer than
+the lease sends nothing twice.
 Transient mail failures are retried with exponential backoff from the database (no broker
 timers); after `max_attempts`, or at once for a permanent failure (no address, opted out,
 refused), the reminder becomes a failed-delivery item in the coordinator queue. So does a
@@ -15,16 +19,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from engine.adapters.delivery_journal import DeliveryJournal, ProcessJournal
 from engine.adapters.mail import DeliveryError, Mailer
 from engine.config import Settings
 from engine.domain.model import AuditRecord
-from engine.domain.reminders import Reminder, item_for, retry_delay
+from engine.domain.reminders import CoordinatorItem, Reminder, item_for, retry_delay
 from engine.notifications.compose import (
     InvalidAddress,
     ReminderNotice,
@@ -65,9 +72,32 @@ class DeliveryPolicy:
     def lease(self) -> timedelta:
         return timedelta(seconds=self.lease_seconds)
 
+    @property
+    def record_patience_seconds(self) -> float:
+        """How long a worker keeps trying to record emails already sent (database away)."""
+        return max(5 * self.lease_seconds, 60.0)
+
+    @property
+    def sending_window_seconds(self) -> float:
+        """How long one batch may send: half its lease, the other half is for recording."""
+        return self.lease_seconds / 2
+
 
 class Undeliverable(Exception):
     """This reminder cannot reach its recipient as things stand (no address, opted out)."""
+
+
+#: The embedded dispatcher's journal (one process); Celery workers pass the Redis one.
+PROCESS_JOURNAL = ProcessJournal()
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    """Reminder ids claimed under one lease token, for one delivery task (never ORM objects)."""
+
+    reminder_ids: list[str]
+    token: str
+    stranded: bool = False  # taken over from a worker whose lease ran out
 
 
 def claim_due_reminders(
@@ -80,76 +110,200 @@ def claim_due_reminders(
     return claimed
 
 
+def claim_due_batches(
+    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, limit: int, batch_size: int
+) -> list[ClaimedBatch]:
+    """Lease up to `limit` due reminders and cut them into delivery batches.
+
+    Reminders stranded by a dead worker (lease run out) come first and in batches of their own,
+    so the caller can hand them to the front of the line.
+    """
+    with uow:
+        claim = uow.reminders.claim_due_leases_first(uow.clock.now(), limit, policy.lease)
+        uow.commit()
+    return [
+        ClaimedBatch(ids[i : i + batch_size], claim.token, stranded)
+        for ids, stranded in ((claim.stranded, True), (claim.fresh, False))
+        for i in range(0, len(ids), batch_size)
+    ]
+
+
 def deliver_reminder(
-    uow: SqlAlchemyUnitOfWork, mailer: Mailer, policy: DeliveryPolicy, reminder_id: str, token: str
+    uow: SqlAlchemyUnitOfWork,
+    mailer: Mailer,
+    policy: DeliveryPolicy,
+    reminder_id: str,
+    token: str,
+    journal: DeliveryJournal | None = None,
 ) -> str:
     """Deliver one leased reminder; returns what happened (sent, queued, retry, failed, skipped)."""
+    outcomes = deliver_reminder_batch(uow, mailer, policy, [reminder_id], token, journal)
+    return next(iter(outcomes), "skipped")
+
+
+def deliver_reminder_batch(
+    uow: SqlAlchemyUnitOfWork,
+    mailer: Mailer,
+    policy: DeliveryPolicy,
+    reminder_ids: list[str],
+    token: str,
+    journal: DeliveryJournal | None = None,
+) -> Counter[str]:
+    """Deliver the batch's reminders still leased under `token`; counts what happened to each.
+
+    One transaction takes the rows (compare-and-set on the token), reads every contact in one
+    query and composes the emails; the emails go out over the mailer's one connection, each
+    noted in the journal as the server accepts it; one transaction records every outcome
+    (one statement for the rows, one for the items, one for the audit). A reminder that
+    fails does not hold back the rest; a batch never sends past half its lease.
+    """
+    journal = PROCESS_JOURNAL if journal is None else journal
+    started = time.monotonic()
+    outcomes: Counter[str] = Counter()
+    refused, done = _Outcomes(), _Outcomes()
     with uow:
         now = uow.clock.now()
-        reminder = uow.reminders.start_sending(reminder_id, token, now, policy.lease)
-        if reminder is None:
-            return "skipped"
-        if reminder.channel == "queue":
-            outcome = _queue(uow, reminder)
-            uow.commit()
-            return outcome
-        try:
-            message = compose_reminder(
-                _notice(uow, reminder, policy),
-                mail_from=policy.mail_from,
-                message_domain=policy.message_domain,
-                sent_at=now,
-            )
-        except (Undeliverable, InvalidAddress) as exc:
-            outcome = _fail(uow, reminder, token, _reason(exc))
-            uow.commit()
-            return outcome
-        except DBAPIError:
-            raise
-        except Exception as exc:  # the message cannot be built: fail it, do not stall the round
-            reason = f"the message could not be built ({type(exc).__name__})"
-            outcome = _fail(uow, reminder, token, reason)
-            uow.commit()
-            return outcome
+        taken = uow.reminders.start_sending_batch(list(reminder_ids), token, now, policy.lease)
+        if len(taken) < len(reminder_ids):
+            outcomes["skipped"] += len(reminder_ids) - len(taken)
+        emails = [r for r in taken if r.channel != "queue"]
+        for reminder in taken:
+            if reminder.channel == "queue":
+                outcomes[_queue(uow, reminder)] += 1
+        contacts = uow.reminders.contacts_for_batch([r.id for r in emails])
+        ready: list[tuple[Reminder, EmailMessage]] = []
+        for reminder in emails:
+            try:
+                ready.append((reminder, _compose(reminder, contacts.get(reminder.id), policy, now)))
+            except DBAPIError:
+                raise
+            except Exception as exc:  # no address, opted out, or the message cannot be built
+                refused.fail(reminder, _why_not_built(exc), now)
+        refused.write(uow, token)
         uow.commit()
-    try:
-        mailer.send(message)
-    except DeliveryError as exc:
-        return _after_failed_send(uow, policy, reminder, token, exc)
-    except Exception as exc:  # a transport error no one foresaw: final, with its type only
-        unforeseen = DeliveryError(
-            f"the transport refused it ({type(exc).__name__})", permanent=True
+    outcomes.update(refused.counts)
+    # Accepted under an earlier lease (the database was away when it should have been recorded)
+    earlier = journal.accepted([r.id for r, _ in ready if r.attempts > 1])
+    unreachable: DeliveryError | None = None
+    for reminder, message in ready:
+        mid = message["Message-ID"]
+        if reminder.id in earlier:
+            done.sent(reminder, earlier[reminder.id], now)
+            continue
+        if unreachable is None and time.monotonic() - started > policy.sending_window_seconds:
+            done.hand_back(reminder, now)  # due again at once: the next batch sends it
+            continue
+        try:
+            if unreachable is not None:
+                raise unreachable
+            mailer.send(message)
+        except DeliveryError as exc:
+            done.not_sent(reminder, exc, policy, now)
+            unreachable = exc if exc.unreachable else unreachable
+        except Exception as exc:  # a transport error no one foresaw: final, with its type only
+            unforeseen = DeliveryError(
+                f"the transport refused it ({type(exc).__name__})", permanent=True
+            )
+            done.not_sent(reminder, unforeseen, policy, now)
+        else:
+            journal.note_accepted(reminder.id, mid)
+            done.sent(reminder, mid, now)
+    _record(uow, policy, token, done)
+    outcomes.update(done.counts)
+    if done.counts.keys() - {"sent"}:
+        log.warning("reminder batch not wholly delivered: %s", dict(done.counts))
+    return outcomes
+
+
+class _Outcomes:
+    """What a batch did to each reminder, as rows, coordinator items and audit records."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.items: list[CoordinatorItem] = []
+        self.audit: list[AuditRecord] = []
+        self.counts: Counter[str] = Counter()
+
+    def sent(self, reminder: Reminder, mid: str, now: datetime) -> None:
+        self.rows.append({"id": reminder.id, "status": "sent", "sent_at": now, "message_id": mid})
+        self.audit.append(
+            _audit(reminder, "reminder_sent", now, f"emailed the {reminder.recipient}")
         )
-        return _after_failed_send(uow, policy, reminder, token, unforeseen)
-    _record_sent(uow, policy, reminder, token, message["Message-ID"])
-    log.info("reminder %s sent", reminder.id)
-    return "sent"
+        self.counts["sent"] += 1
+
+    def fail(self, reminder: Reminder, reason: str, now: datetime) -> None:
+        why = f"{reminder.recipient} reminder not delivered: {reason}"
+        self.rows.append({"id": reminder.id, "status": "failed", "last_error": reason[:500]})
+        self.items.append(item_for(reminder, "failed_delivery", why, now))
+        self.audit.append(_audit(reminder, "reminder_failed", now, why))
+        self.counts["failed"] += 1
+
+    def not_sent(
+        self, reminder: Reminder, error: DeliveryError, policy: DeliveryPolicy, now: datetime
+    ) -> None:
+        if error.permanent or reminder.attempts >= policy.max_attempts:
+            self.fail(reminder, error.reason, now)
+            return
+        delay = retry_delay(reminder.attempts, policy.retry_base_seconds, policy.retry_cap_seconds)
+        self.rows.append(
+            {
+                "id": reminder.id,
+                "status": "scheduled",
+                "next_attempt_at": now + delay,
+                "last_error": error.reason[:500],
+            }
+        )
+        self.counts["retry"] += 1
+
+    def hand_back(self, reminder: Reminder, now: datetime) -> None:
+        self.rows.append(
+            {"id": reminder.id, "status": "scheduled", "next_attempt_at": now, "attempt_back": 1}
+        )
+        self.counts["deferred"] += 1
+
+    def write(self, uow: SqlAlchemyUnitOfWork, token: str) -> None:
+        uow.reminders.record_outcomes(token, self.rows)
+        uow.reminders.add_items_once(self.items)
+        uow.audit.append(self.audit)
 
 
-def _record_sent(
-    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, reminder: Reminder, token: str, mid: str
+def _record(
+    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, token: str, done: _Outcomes
 ) -> None:
-    """Record an email the SMTP server accepted, through a database blip shorter than the lease.
+    """Record the batch's outcomes, through a database outage up to the patience.
 
-    Giving up at once would leave the row `sending` until its lease ran out, and the email
-    would go out a second time; so retry for up to half the lease before raising.
+    Emails already accepted are in the journal, so even an outage longer than the lease
+    doubles none: the next claimant finds them there and records them without sending.
     """
-    deadline = time.monotonic() + policy.lease_seconds / 2
+    deadline = time.monotonic() + policy.record_patience_seconds
     while True:
         try:
             with uow:
-                now = uow.clock.now()
-                uow.reminders.finish(reminder.id, token, status="sent", sent_at=now, message_id=mid)
-                uow.audit.append(
-                    [_audit(reminder, "reminder_sent", now, f"emailed the {reminder.recipient}")]
-                )
+                done.write(uow, token)
                 uow.commit()
             return
         except DBAPIError:
             if time.monotonic() >= deadline:
                 raise
-            log.warning("reminder %s was sent; recording it failed, trying again", reminder.id)
+            log.warning("%d reminder outcomes not recorded yet; trying again", len(done.rows))
             time.sleep(0.5)
+
+
+def _why_not_built(exc: Exception) -> str:
+    if isinstance(exc, Undeliverable | InvalidAddress):
+        return _reason(exc)
+    return f"the message could not be built ({type(exc).__name__})"
+
+
+def _compose(
+    reminder: Reminder, contact: dict[str, Any] | None, policy: DeliveryPolicy, now: datetime
+) -> EmailMessage:
+    return compose_reminder(
+        _notice(reminder, contact, policy),
+        mail_from=policy.mail_from,
+        message_domain=policy.message_domain,
+        sent_at=now,
+    )
 
 
 def _queue(uow: SqlAlchemyUnitOfWork, reminder: Reminder) -> str:
@@ -169,60 +323,22 @@ def _queue(uow: SqlAlchemyUnitOfWork, reminder: Reminder) -> str:
     return "queued"
 
 
-def _after_failed_send(
-    uow: SqlAlchemyUnitOfWork,
-    policy: DeliveryPolicy,
-    reminder: Reminder,
-    token: str,
-    error: DeliveryError,
-) -> str:
-    with uow:
-        now = uow.clock.now()
-        if error.permanent or reminder.attempts >= policy.max_attempts:
-            outcome = _fail(uow, reminder, token, error.reason)
-        else:
-            delay = retry_delay(
-                reminder.attempts, policy.retry_base_seconds, policy.retry_cap_seconds
-            )
-            uow.reminders.finish(
-                reminder.id,
-                token,
-                status="scheduled",
-                next_attempt_at=now + delay,
-                last_error=error.reason[:500],
-            )
-            outcome = "retry"
-        uow.commit()
-    log.warning("reminder %s not delivered (%s)", reminder.id, outcome)
-    return outcome
-
-
-def _fail(uow: SqlAlchemyUnitOfWork, reminder: Reminder, token: str, reason: str) -> str:
-    now = uow.clock.now()
-    why = f"{reminder.recipient} reminder not delivered: {reason}"
-    uow.reminders.finish(reminder.id, token, status="failed", last_error=reason[:500])
-    uow.reminders.add_item_once(item_for(reminder, "failed_delivery", why, now))
-    uow.audit.append([_audit(reminder, "reminder_failed", now, why)])
-    return "failed"
-
-
 def _notice(
-    uow: SqlAlchemyUnitOfWork, reminder: Reminder, policy: DeliveryPolicy
+    reminder: Reminder, contact: dict[str, Any] | None, policy: DeliveryPolicy
 ) -> ReminderNotice:
-    patient = uow.reminders.contact_of(reminder.patient_id)
-    if patient is None:
+    if contact is None:
         raise Undeliverable("the patient is no longer on record")
     if reminder.recipient == "patient":
-        preferences: dict[str, Any] = patient["contact_preferences"] or {}
+        preferences: dict[str, Any] = contact["contact_preferences"] or {}
         if preferences.get("opt_out") or preferences.get("email") is False:
             raise Undeliverable("the patient has opted out of email reminders; contact them")
-        address, name = checked_address(patient["email"]), patient["given_name"] or "there"
+        address, name = checked_address(contact["email"]), contact["given_name"] or "there"
     else:
-        clinician = uow.reminders.clinician(reminder.clinician)
-        if clinician is None or not clinician.get("email"):
+        if contact["clinician_id"] is None or not contact["clinician_email"]:
             raise Undeliverable(f"no email address on file for clinician {reminder.clinician!r}")
-        address, name = checked_address(clinician["email"]), clinician["name"]
-    pathway = care_pathway(patient["pathway_key"]).pathway
+        address = checked_address(contact["clinician_email"])
+        name = contact["clinician_name"]
+    pathway = care_pathway(contact["pathway_key"]).pathway
     reasons = tuple(
         (
             r["rule"],
@@ -238,7 +354,7 @@ def _notice(
         recipient_role=reminder.recipient,
         to_address=address,
         recipient_name=name,
-        patient_ref=patient["external_id"] or patient["id"][:8],
+        patient_ref=contact["external_id"] or contact["id"][:8],
         milestone_title=reminder.title,
         milestone_kind=reminder.milestone_kind,
         due_at=reminder.due_at,
