@@ -152,6 +152,7 @@ def _build(data: dict[str, Any]) -> Pathway:
                 overridable=b.get("overridable", False),
                 applies_to_active_orders=b.get("applies_to_active_orders", True),
                 active_order_message=b.get("active_order_message"),
+                alternative=cond(b["alternative"]) if "alternative" in b else None,
             )
             for b in data["blocks"]
         ],
@@ -302,6 +303,8 @@ def cross_reference_problems(p: Pathway) -> list[str]:
     for b in p.blocks:
         rules_ok(f"block {b.id}", b.rules)
         condition_ok(f"block {b.id}", b.when)
+        if b.alternative and b.alternative["drug"] not in p.drug_aliases:
+            problems.append(f"block {b.id}: unknown alternative drug {b.alternative['drug']}")
     block_ids = {b.id for b in p.blocks if b.trigger == "medication_ordered"}
     problems.extend(
         f"alert id {a.id} is also a medication block's id (its active-order alert)"
@@ -338,6 +341,18 @@ def cross_reference_problems(p: Pathway) -> list[str]:
     for name, spec in p.facts.items():
         if "set_when" in spec:
             condition_ok(f"fact {name}", spec["set_when"])
+    coded = [
+        (system, code)
+        for d in p.drugs.values()
+        for system, codes in d.get("codes", {}).items()
+        if system != "sources"
+        for code in codes
+    ]
+    problems.extend(
+        f"drug code {s}:{c} names more than one drug"
+        for s, c in sorted(set(coded))
+        if coded.count((s, c)) > 1
+    )
     for name, drug in p.drugs.items():
         rules_ok(f"drug {name}", drug["rules"])
         if name not in p.dosing:

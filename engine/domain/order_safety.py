@@ -4,21 +4,65 @@ An order meets the drug's plausible ceiling (never overridden), the pathway's ha
 the drug's dose range for the patient's stage; overridable ones are lifted only by a reason,
 recorded as an override event. Active orders are checked again whenever facts change (a block
 an order now meets, a dose the current weight or stage does not allow).
+
+Every check is first a `Finding` (what refuses the order, why, and whether a reason may lift
+it). The native order turns the first finding not lifted into a `HardBlock`; `review_order`
+returns them all for a draft order placed elsewhere (an EHR's CDS Hooks call) and changes
+nothing. One evaluation, two uses.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from engine.domain.clinical_text import one_line
 from engine.domain.conditions import Situation, holds
-from engine.domain.dosing import Dose, DoseRange, DrugDosing, dose_problem
+from engine.domain.dosing import Dose, DoseRange, DrugDosing, dose_problem, normalise_dose
 from engine.domain.errors import HardBlock, InvalidInput
 from engine.domain.model import AuditRecord, ClinicalEvent, MedicationOrder, Patient
 from engine.domain.pathway import BlockDefinition, Pathway
 
 OVERRIDE_EVENT = "safety_rule_overridden"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason the pathway refuses an order: a hard block, the drug's plausible ceiling or
+    its dose range for the patient's stage. `overridable` ones may be lifted with a reason."""
+
+    item_id: str
+    kind: str  # "block", "dose_range" or "plausible_ceiling"
+    rules: tuple[str, ...]
+    message: str
+    overridable: bool
+    detail: dict[str, Any] = field(default_factory=dict)  # what the refusal's audit line says
+    alternative: dict[str, Any] | None = None  # the pathway's alternative order, from its data
+
+
+@dataclass(frozen=True)
+class DraftOrder:
+    """An order not placed yet, as the native order states it (drug by name or alias; one
+    dose, or none for a drug only selected so far)."""
+
+    drug: str
+    mg_per_day: float | None = None
+    mg_per_kg_day: float | None = None
+    route: str = "oral"
+
+
+@dataclass(frozen=True)
+class OrderReview:
+    """What the pathway says about a draft order: the drug, the dose as normalised, the range
+    that applies, the findings in the order the native order meets them, and the
+    alternatives the pathway names for them (drug and dose for the patient's state)."""
+
+    drug: str
+    dose: Dose | None
+    dose_range: DoseRange | None
+    findings: list[Finding]
+    alternatives: list[dict[str, Any]]
 
 
 class OrderSafety:
@@ -36,24 +80,31 @@ class OrderSafety:
         overrides: dict[str, str] | None = None,
     ) -> list[tuple[BlockDefinition | DoseRange, str]]:
         """Refuse the input if a block holds; the overridable blocks lifted by a reason."""
+        blocks = {block.id: block for block in self.pathway.blocks}
         lifted: list[tuple[BlockDefinition | DoseRange, str]] = []
-        for block in self.pathway.blocks:
-            if block.trigger == trigger and holds(block.when, situation):
-                reason = (overrides or {}).get(block.id)
-                if reason and block.overridable:
-                    lifted.append((block, reason))
-                    continue
-                self._refuse(
-                    patient,
-                    situation,
-                    actor,
-                    block.id,
-                    block.rules,
-                    block.message,
-                    block.overridable,
-                    {"block": block.id, "trigger": trigger},
-                )
+        for finding in self._block_findings(situation, trigger):
+            reason = (overrides or {}).get(finding.item_id)
+            if reason and finding.overridable:
+                lifted.append((blocks[finding.item_id], reason))
+                continue
+            self._refuse_finding(patient, situation, actor, finding)
         return lifted
+
+    def _block_findings(self, situation: Situation, trigger: str) -> list[Finding]:
+        """The blocks of `trigger` that hold in the situation, in the data's order."""
+        return [
+            Finding(
+                block.id,
+                "block",
+                block.rules,
+                block.message,
+                block.overridable,
+                {"block": block.id, "trigger": trigger},
+                block.alternative,
+            )
+            for block in self.pathway.blocks
+            if block.trigger == trigger and holds(block.when, situation)
+        ]
 
     def _check_dose(
         self,
@@ -64,48 +115,97 @@ class OrderSafety:
         overrides: dict[str, str],
     ) -> list[tuple[BlockDefinition | DoseRange, str]]:
         """Refuse a dose outside the first applicable range of the drug, unless overridden."""
-        drug = situation.input["drug"]
-        dose_range = self.dose_range(drug, situation)
-        if dose_range is None:
+        dose_range = self.dose_range(situation.input["drug"], situation)
+        finding = self._dose_finding(situation, dose_range, dose)
+        if finding is None or dose_range is None:
             return []
+        reason = overrides.get(finding.item_id)
+        if reason and finding.overridable:
+            return [(dose_range, reason)]
+        self._refuse_finding(patient, situation, actor, finding)
+        return []
+
+    def _dose_finding(
+        self, situation: Situation, dose_range: DoseRange | None, dose: Dose
+    ) -> Finding | None:
+        """The dose outside the range that applies to this order, or None."""
+        if dose_range is None:
+            return None
         problem = dose_problem(dose_range, dose, self._tolerance(dose_range))
         if problem is None:
-            return []
-        reason = overrides.get(dose_range.id)
-        if reason and dose_range.overridable:
-            return [(dose_range, reason)]
-        message = f"{drug} {problem}: {dose_range.text}"
-        self._refuse(
-            patient,
-            situation,
-            actor,
-            dose_range.id,
-            dose_range.rules,
-            message,
-            dose_range.overridable,
-            {"block": dose_range.id, "dose_range": True},
+            return None
+        message = f"{situation.input['drug']} {problem}: {dose_range.text}"
+        detail = {"block": dose_range.id, "dose_range": True}
+        return Finding(
+            dose_range.id, "dose_range", dose_range.rules, message, dose_range.overridable, detail
         )
-        return []
 
     def _check_plausible(
         self, patient: Patient, situation: Situation, dosing: DrugDosing, dose: Dose, actor: str
     ) -> None:
         """The drug's plausible ceiling holds whatever is overridden (no override lifts it)."""
-        if dosing.plausible is None:
-            return
-        problem = dose_problem(dosing.plausible, dose, 0.0)
-        if problem:
-            message = f"{dosing.drug} {problem}: {dosing.plausible.text}"
-            self._refuse(
-                patient,
-                situation,
-                actor,
-                dosing.plausible.id,
-                dosing.plausible.rules,
-                message,
-                False,
-                {"block": dosing.plausible.id, "dose_range": True},
-            )
+        finding = self._plausible_finding(dosing, dose)
+        if finding is not None:
+            self._refuse_finding(patient, situation, actor, finding)
+
+    def _plausible_finding(self, dosing: DrugDosing, dose: Dose) -> Finding | None:
+        """The dose above the drug's plausible ceiling (never overridable), or None."""
+        ceiling = dosing.plausible
+        problem = dose_problem(ceiling, dose, 0.0) if ceiling is not None else None
+        if ceiling is None or problem is None:
+            return None
+        message = f"{dosing.drug} {problem}: {ceiling.text}"
+        detail = {"block": ceiling.id, "dose_range": True}
+        return Finding(ceiling.id, "plausible_ceiling", ceiling.rules, message, False, detail)
+
+    def review_order(self, patient: Patient, draft: DraftOrder, at: datetime) -> OrderReview:
+        """Every finding the native order would meet for this draft at `at`, in the order it
+        meets them; nothing is written and the patient is left exactly as it was.
+
+        The drug, route and dose are checked as the native order checks them (an unknown drug
+        is UnknownCode, a dose that is not one plausible number InvalidInput). A draft without
+        a dose (only selected so far) meets the blocks only."""
+        canonical = self.pathway.drug(draft.drug)
+        route = (draft.route or "oral").strip().lower()
+        if route not in self.pathway.drugs[canonical].get("routes", ["oral"]):
+            raise InvalidInput(f"route {route!r} is not used for {canonical}")
+        dosing = self.pathway.dosing[canonical]
+        dose = None
+        if draft.mg_per_day is not None or draft.mg_per_kg_day is not None:
+            dose = normalise_dose(dosing, patient.weight_kg, draft.mg_per_day, draft.mg_per_kg_day)
+        previous = next((o for o in patient.active_orders() if o.drug == canonical), None)
+        details: dict[str, Any] = {"drug": canonical, "route": route}
+        if dose is not None:
+            before = previous.mg_per_day if previous else None
+            details |= {
+                "mg_per_day": dose.mg_per_day,
+                "mg_per_kg_day": dose.mg_per_kg_day,
+                "dose_change": _dose_change(before, dose.mg_per_day),
+            }
+        situation = self._situation(patient, at, "medication_ordered", details, at)
+        dose_range = self.dose_range(canonical, situation)
+        findings = [self._plausible_finding(dosing, dose)] if dose is not None else []
+        findings += self._block_findings(situation, "medication_ordered")
+        if dose is not None:
+            findings.append(self._dose_finding(situation, dose_range, dose))
+        found = [f for f in findings if f is not None]
+        alternatives = [
+            self._alternative_for(patient, f.alternative) for f in found if f.alternative
+        ]
+        return OrderReview(canonical, dose, dose_range, found, alternatives)
+
+    def _alternative_for(self, patient: Patient, alternative: dict[str, Any]) -> dict[str, Any]:
+        """The alternative a block names, at the dose the patient's state expects of that drug
+        when the state names one, else at the dose the block's data gives."""
+        drug = self.pathway.drug(alternative["drug"])
+        expected = None
+        for name in reversed(self.pathway.lineage(patient.state)):
+            state_dose = self.pathway.states[name].expected_dose
+            if state_dose and state_dose.get("drug") == drug:
+                expected = state_dose
+                break
+        dose = {k: v for k, v in (expected or alternative).items() if k.startswith("mg_per_")}
+        return {"drug": drug, "route": alternative.get("route", "oral"), **dose}
 
     def dose_range(self, drug: str, situation: Situation) -> DoseRange | None:
         """The first range of the drug whose condition holds for this order."""
@@ -118,6 +218,20 @@ class OrderSafety:
         if dose_range.tolerance_pct is not None:
             return dose_range.tolerance_pct
         return self._dose_tolerance
+
+    def _refuse_finding(
+        self, patient: Patient, situation: Situation, actor: str, finding: Finding
+    ) -> None:
+        self._refuse(
+            patient,
+            situation,
+            actor,
+            finding.item_id,
+            finding.rules,
+            finding.message,
+            finding.overridable,
+            finding.detail,
+        )
 
     def _refuse(
         self,
@@ -293,3 +407,13 @@ def _dose_change(before: float | None, after: float) -> str:
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if isinstance(v, str | int | float | bool | type(None))}
+
+
+def drug_for_code(pathway: Pathway, system: str, code: str) -> str | None:
+    """The pathway's drug a code names (`system`: rxnorm, atc or snomed, as the drug data's
+    `codes` spell them), or None when no drug carries it."""
+    wanted = code.strip().upper()
+    for name, drug in pathway.drugs.items():
+        if wanted in (c.upper() for c in drug.get("codes", {}).get(system, [])):
+            return name
+    return None

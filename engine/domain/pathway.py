@@ -73,6 +73,7 @@ class BlockDefinition:
     overridable: bool = False
     applies_to_active_orders: bool = True
     active_order_message: str | None = None
+    alternative: dict[str, Any] | None = None  # the order to suggest instead (drug, dose)
 
 
 @dataclass(frozen=True)
