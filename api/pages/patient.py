@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.deps import scoped_patient
 from api.pages.session import EventRecorder, Form, PatientViewer, Prescriber, base, render
-from api.pages.timeline import timeline_svg
+from api.pages.timeline import timeline_figure
 from engine.domain.errors import DomainError, HardBlock, InvalidInput
 from engine.services import pathway_catalogue
 from engine.services import patients as patient_service
@@ -129,7 +129,7 @@ def _page(
     context = {
         "patient": status_view,
         "history": history,
-        "timeline": timeline_svg(series),
+        "timeline": timeline_figure(series),
         "series": series,
         "drugs": sorted(pathway.drugs),
         "events": pathway.events,

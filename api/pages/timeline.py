@@ -1,43 +1,74 @@
-"""The patient timeline as a server-rendered SVG: state bands over time, steroid dose steps,
-ALT and IgG as multiples of the upper limit of normal, reminders sent and escalations.
+"""The patient timeline as a server-rendered SVG chart beside a table of the same values.
 
-Pure drawing: it takes `engine.services.patient_timeline.timeline_series` and builds SVG
-elements with ElementTree (which escapes every text), so the page needs no JavaScript to show
-it. Every mark carries a `<title>` (a tooltip and a name for screen readers) and a class the
-browser tests count (`dose-step`, `lab-point`, `reminder-sent`, `escalation`, `state-band`).
+Pure drawing over `engine.services.patient_timeline.timeline_series`, with ElementTree (which
+escapes every text), so the page needs no JavaScript. The chart has, top to bottom: the
+pathway state bands; one lane per drug with each dose step's amount written on it; ALT, AST
+and IgG on a logarithmic scale of multiples of the upper limit of normal (ticks at 0.5, 1, 2,
+5, 10, 20x, the ULN line labelled on the right, away from the tick labels, so a 14x ALT does
+not flatten the later values near 1x); milestones; reminders sent and escalations. Every mark
+carries a `<title>` and a class the tests count (`state-band`, `dose-step`, `lab-point`,
+`milestone`, `reminder-sent`, `escalation`). `timeline_table` writes the same values as an
+accessible table for screen readers and for reading exact numbers; `timeline_figure` puts the
+two side by side, as the patient page shows them.
 """
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-WIDTH, LEFT, RIGHT = 960, 120, 20
-BANDS_Y, BANDS_H = 28, 26
-DOSE_Y, DOSE_H = 78, 90
-LAB_Y, LAB_H = 200, 120
-MARK_Y = 352
-HEIGHT = 390
+from engine.domain.condition_words import words
+
+WIDTH, LEFT, RIGHT = 960, 150, 44
+TOP = 8
+BAND_H = 24
+LANE_H, LANE_GAP = 22, 4
+LAB_H = 170
+ROW_H = 22
+CHAR_PX = 6.0  # the width of one character at font-size 10, a generous estimate
+#: Multiples of the ULN the lab panel may mark; the drawn range spans the data and 0.5-20x.
+LAB_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+LAB_RANGE = (0.5, 20.0)
 STAGE_COLOURS = {
     "screening": "#9aa5b1",
     "induction": "#3b82f6",
-    "taper": "#14b8a6",
-    "maintenance": "#22c55e",
-    "acute_severe": "#ef4444",
-    "second_line": "#f59e0b",
-    "transplant_evaluation": "#a855f7",
+    "taper": "#0f766e",
+    "maintenance": "#15803d",
+    "acute_severe": "#dc2626",
+    "second_line": "#b45309",
+    "transplant_evaluation": "#9333ea",
     "transplanted": "#6b21a8",
     "withdrawn": "#cbd5e1",
-    "relapse": "#ec4899",
+    "relapse": "#db2777",
     "closed": "#64748b",
 }
-DRUG_COLOURS = {"prednisolone": "#1d4ed8", "budesonide": "#047857"}
-LAB_COLOURS = {"ALT": "#b91c1c", "IgG": "#7c3aed"}
+#: Dose lanes are coloured by drug class (from the pathway's drug data).
+CLASS_COLOURS = {
+    "corticosteroid": "#1d4ed8",
+    "thiopurine": "#0f766e",
+    "antimetabolite": "#b45309",
+    "calcineurin_inhibitor": "#7e22ce",
+    "alkylating_agent": "#be123c",
+}
+LAB_COLOURS = {"ALT": "#b91c1c", "AST": "#c2410c", "IgG": "#6d28d9"}
+
+Scale = Callable[[datetime], float]
+
+
+def timeline_figure(series: dict[str, Any]) -> str:
+    """The chart and, beside it, the table of its values (HTML for the patient page)."""
+    return (
+        f'<div class="timeline-view">{timeline_svg(series)}'
+        '<div class="timeline-table" role="region" tabindex="0" '
+        f'aria-labelledby="timeline-table-caption">{timeline_table(series)}</div></div>'
+    )
 
 
 def timeline_svg(series: dict[str, Any]) -> str:
-    """The SVG markup for one patient's series."""
+    """The SVG markup of one patient's series."""
     start, end = series["start"], series["end"]
     span = max((end - start).total_seconds(), 86400.0)
 
@@ -45,11 +76,16 @@ def timeline_svg(series: dict[str, Any]) -> str:
         offset = (min(max(moment, start), end) - start).total_seconds()
         return LEFT + (WIDTH - LEFT - RIGHT) * offset / span
 
+    lanes_y = TOP + BAND_H + 14
+    lab_y = lanes_y + len(series["drugs"]) * (LANE_H + LANE_GAP) + 30
+    milestone_y = lab_y + LAB_H + 26
+    reminder_y = milestone_y + ROW_H
+    height = reminder_y + 40
     svg = ET.Element(
         "svg",
         {
             "xmlns": "http://www.w3.org/2000/svg",
-            "viewBox": f"0 0 {WIDTH} {HEIGHT}",
+            "viewBox": f"0 0 {WIDTH} {height}",
             "width": "100%",
             "role": "img",
             "aria-labelledby": "timeline-title timeline-desc",
@@ -59,26 +95,105 @@ def timeline_svg(series: dict[str, Any]) -> str:
         },
     )
     _text(svg, "title", "Patient timeline", id="timeline-title")
-    _text(
-        svg,
-        "desc",
-        f"From {start:%d %b %Y} to {end:%d %b %Y}: {len(series['bands'])} pathway states, "
-        f"{len(series['doses'])} steroid dose steps, "
-        + ", ".join(f"{len(v)} {code} results" for code, v in series["labs"].items())
-        + f", {len(series['reminders_sent'])} reminders sent, "
-        f"{len(series['escalations'])} escalations.",
-        id="timeline-desc",
-    )
-    _axis(svg, start, end, x)
-    _bands(svg, series["bands"], x)
-    _doses(svg, series["doses"], x)
-    _labs(svg, series["labs"], x)
-    _marks(svg, series["reminders_sent"], series["escalations"], x)
+    _text(svg, "desc", _summary(series), id="timeline-desc")
+    _axis(svg, start, end, x, height)
+    _bands(svg, series["bands"], x, TOP)
+    _lanes(svg, series, x, lanes_y)
+    _labs(svg, series["labs"], x, lab_y)
+    _milestones(svg, series["milestones"], x, milestone_y)
+    _reminders(svg, series["reminders_sent"], series["escalations"], x, reminder_y)
     return ET.tostring(svg, encoding="unicode")
 
 
-def _bands(svg: ET.Element, bands: list[dict[str, Any]], x) -> None:
-    _label(svg, BANDS_Y + BANDS_H / 2 + 4, "Pathway state")
+def timeline_table(series: dict[str, Any]) -> str:
+    """The same values as the chart, one row per mark, oldest first (an HTML table)."""
+    table = ET.Element("table", {"class": "timeline-values"})
+    _text(
+        table,
+        "caption",
+        "Timeline values: states, doses, labs (x upper limit of normal), milestones, reminders",
+        id="timeline-table-caption",
+    )
+    head = ET.SubElement(ET.SubElement(table, "thead"), "tr")
+    for name in ("Date", "Series", "Value"):
+        _text(head, "th", name, scope="col")
+    body = ET.SubElement(table, "tbody")
+    for at, kind, series_name, value in sorted(table_rows(series), key=lambda r: r[0]):
+        row = ET.SubElement(body, "tr", {"data-kind": kind})
+        _text(row, "td", f"{at:%d %b %Y}")
+        _text(row, "th", series_name, scope="row")
+        _text(row, "td", value)
+    return ET.tostring(table, encoding="unicode", method="html")
+
+
+def table_rows(series: dict[str, Any]) -> list[tuple[datetime, str, str, str]]:
+    """(date, kind, series, value) for every mark the chart draws."""
+    rows = [
+        (b["start"], "state", "Pathway state", f"{b['state']} until {_until(b['end'], series)}")
+        for b in series["bands"]
+    ]
+    rows += [
+        (d["start"], "dose", words(d["drug"]), f"{amount(d)} until {_until(d['end'], series)}")
+        for d in series["doses"]
+    ]
+    rows += [
+        (p["at"], "lab", code, lab_value(code, p))
+        for code, points in series["labs"].items()
+        for p in points
+    ]
+    rows += [(m["at"], "milestone", "Milestone due", _milestone(m)) for m in series["milestones"]]
+    rows += [
+        (r["at"], "reminder", "Reminder sent", f"to {r['recipient']}: {words(r['milestone'])}")
+        for r in series["reminders_sent"]
+    ]
+    rows += [
+        (e["at"], "escalation", "Escalation", f"{words(e['milestone'])} ({e['status']})")
+        for e in series["escalations"]
+    ]
+    return rows
+
+
+def amount(dose: dict[str, Any]) -> str:
+    """A dose step's amount as written on the chart and in the table."""
+    route = "IV " if dose.get("route") == "iv" else ""
+    if dose["mg_per_day"]:
+        return f"{route}{dose['mg_per_day']:g} mg/day"
+    if dose.get("mg_per_kg_day") is not None:
+        return f"{route}{dose['mg_per_kg_day']:g} mg/kg/day"
+    return "dose not recorded"
+
+
+def lab_value(code: str, point: dict[str, Any]) -> str:
+    """A lab result with its multiple of the ULN, as the table and the point's title say it."""
+    unit = f" {point['unit']}" if point.get("unit") else ""
+    return f"{point['value']:g}{unit} = {point['x_uln']:.1f}x ULN"
+
+
+def lab_scale(labs: dict[str, list[dict[str, Any]]]) -> tuple[float, float, list[float]]:
+    """The drawn range (low, high) in multiples of the ULN and its ticks: 0.5-20x widened to
+    the next tick beyond the lowest and highest result (within 0.1-500x)."""
+    values = [p["x_uln"] for points in labs.values() for p in points if p["x_uln"] > 0]
+    low = min([LAB_RANGE[0], *values])
+    high = max([LAB_RANGE[1], *values])
+    low = max([t for t in LAB_TICKS if t <= low], default=LAB_TICKS[0])
+    high = min([t for t in LAB_TICKS if t >= high], default=LAB_TICKS[-1])
+    return low, high, [t for t in LAB_TICKS if low <= t <= high]
+
+
+def _summary(series: dict[str, Any]) -> str:
+    labs = ", ".join(f"{len(v)} {code} results" for code, v in series["labs"].items())
+    drugs = ", ".join(words(d) for d in series["drugs"]) or "no drugs"
+    return (
+        f"From {series['start']:%d %b %Y} to {series['end']:%d %b %Y}: "
+        f"{len(series['bands'])} pathway states; {len(series['doses'])} dose steps of {drugs}; "
+        f"{labs or 'no ALT, AST or IgG results'} on a log scale of the upper limit of normal; "
+        f"{len(series['milestones'])} milestones, {len(series['reminders_sent'])} reminders sent, "
+        f"{len(series['escalations'])} escalations. The table beside the chart lists every value."
+    )
+
+
+def _bands(svg: ET.Element, bands: list[dict[str, Any]], x: Scale, top: float) -> None:
+    _label(svg, top + BAND_H / 2 + 4, "Pathway state")
     group = ET.SubElement(svg, "g", {"class": "state-bands"})
     for band in bands:
         x1, x2 = x(band["start"]), x(band["end"])
@@ -90,78 +205,130 @@ def _bands(svg: ET.Element, bands: list[dict[str, Any]], x) -> None:
                 "class": "state-band",
                 "data-state": band["state"],
                 "x": _n(x1),
-                "y": str(BANDS_Y),
+                "y": _n(top),
                 "width": _n(max(x2 - x1, 1.0)),
-                "height": str(BANDS_H),
+                "height": str(BAND_H),
                 "fill": STAGE_COLOURS.get(stage, "#94a3b8"),
             },
         )
         _text(rect, "title", f"{band['state']}: {band['start']:%d %b %Y} to {band['end']:%d %b %Y}")
-        if x2 - x1 > 7 * len(band["state"]):
+        if x2 - x1 > CHAR_PX * len(band["state"]) + 8:
             _text(
                 group,
                 "text",
                 band["state"],
                 x=_n(x1 + 4),
-                y=str(BANDS_Y + 17),
+                y=_n(top + 16),
                 fill="#0f172a" if stage in ("withdrawn", "screening") else "#fff",
             )
 
 
-def _amount(mg_per_day: float | None, mg_per_kg_day: float | None) -> str:
-    """A dose step's amount; an order recorded without a dose says so instead of failing."""
-    if mg_per_day:
-        return f"{mg_per_day:g} mg/day"
-    if mg_per_kg_day is not None:
-        return f"{mg_per_kg_day:g} mg/kg/day"
-    return "dose not recorded"
-
-
-def _doses(svg: ET.Element, doses: list[dict[str, Any]], x) -> None:
-    _label(svg, DOSE_Y + 12, "Steroid mg/day")
-    top = max([d["mg_per_day"] or 0 for d in doses] + [10.0])
-    _gridline(svg, DOSE_Y + DOSE_H, "0")
-    _gridline(svg, DOSE_Y, f"{top:g}")
-    group = ET.SubElement(svg, "g", {"class": "dose-steps"})
-    for dose in doses:
-        mg = dose["mg_per_day"]
-        height = DOSE_H * (mg / top) if mg else DOSE_H / 3
-        x1, x2 = x(dose["start"]), x(dose["end"])
-        amount = _amount(mg, dose.get("mg_per_kg_day"))
-        rect = ET.SubElement(
-            group,
+def _lanes(svg: ET.Element, series: dict[str, Any], x: Scale, top: float) -> None:
+    for index, drug in enumerate(series["drugs"]):
+        y = top + index * (LANE_H + LANE_GAP)
+        colour = CLASS_COLOURS.get(series["drug_classes"].get(drug, ""), "#334155")
+        lane = ET.SubElement(svg, "g", {"class": "drug-lane", "data-drug": drug})
+        _label(lane, y + LANE_H / 2 + 4, words(drug))
+        ET.SubElement(
+            lane,
             "rect",
             {
-                "class": "dose-step",
-                "data-drug": dose["drug"],
-                "x": _n(x1),
-                "y": _n(DOSE_Y + DOSE_H - height),
-                "width": _n(max(x2 - x1, 2.0)),
-                "height": _n(height),
-                "fill": DRUG_COLOURS.get(dose["drug"], "#334155"),
-                "fill-opacity": "0.75",
-                "stroke": "#fff",
+                "x": str(LEFT),
+                "y": _n(y),
+                "width": str(WIDTH - LEFT - RIGHT),
+                "height": str(LANE_H),
+                "fill": "#f8fafc",
             },
         )
-        _text(
-            rect,
-            "title",
-            f"{dose['drug']} {amount}: {dose['start']:%d %b %Y} to {dose['end']:%d %b %Y}",
-        )
+        for dose in (d for d in series["doses"] if d["drug"] == drug):
+            x1, x2 = x(dose["start"]), x(dose["end"])
+            written = amount(dose)
+            rect = ET.SubElement(
+                lane,
+                "rect",
+                {
+                    "class": "dose-step",
+                    "data-drug": drug,
+                    "x": _n(x1),
+                    "y": _n(y),
+                    "width": _n(max(x2 - x1, 2.0)),
+                    "height": str(LANE_H),
+                    "fill": colour,
+                    "stroke": "#fff",
+                },
+            )
+            _text(
+                rect,
+                "title",
+                f"{words(drug)} {written}: {dose['start']:%d %b %Y} to "
+                f"{_until(dose['end'], series)}",
+            )
+            short = written.split(" mg")[0]
+            for text in (written, short):
+                if CHAR_PX * len(text) + 6 <= x2 - x1:
+                    _text(
+                        lane,
+                        "text",
+                        text,
+                        **{
+                            "class": "dose-value",
+                            "data-drug": drug,
+                            "x": _n(x1 + 3),
+                            "y": _n(y + LANE_H / 2 + 4),
+                            "fill": "#fff",
+                            "font-size": "10",
+                        },
+                    )
+                    break
 
 
-def _labs(svg: ET.Element, labs: dict[str, list[dict[str, Any]]], x) -> None:
-    _label(svg, LAB_Y + 12, "x upper limit")
-    _label(svg, LAB_Y + 26, "of normal")
-    top = max([p["x_uln"] for points in labs.values() for p in points] + [2.0])
-    top = min(top, 20.0)
+def _labs(svg: ET.Element, labs: dict[str, list[dict[str, Any]]], x: Scale, top: float) -> None:
+    low, high, ticks = lab_scale(labs)
+    span = math.log(high) - math.log(low)
 
     def y(value: float) -> float:
-        return LAB_Y + LAB_H - LAB_H * min(value, top) / top
+        clamped = min(max(value, low), high)
+        return top + LAB_H * (math.log(high) - math.log(clamped)) / span
 
-    _gridline(svg, y(0), "0")
-    _gridline(svg, y(1), "1x ULN", dashed=True)
-    _gridline(svg, y(top), f"{top:.0f}x")
+    _label(svg, top + 12, "x upper limit")
+    _label(svg, top + 26, "of normal (log)")
+    axis = ET.SubElement(svg, "g", {"class": "lab-axis"})
+    for tick in ticks:
+        uln = tick == 1
+        attrs = {
+            "x1": str(LEFT),
+            "x2": str(WIDTH - RIGHT),
+            "y1": _n(y(tick)),
+            "y2": _n(y(tick)),
+            "stroke": "#475569" if uln else "#e2e8f0",
+        }
+        if uln:
+            attrs |= {"stroke-dasharray": "5 3", "class": "uln-line"}
+        ET.SubElement(axis, "line", attrs)
+        _text(
+            axis,
+            "text",
+            f"{tick:g}x",
+            **{
+                "class": "lab-tick",
+                "x": str(LEFT - 6),
+                "y": _n(y(tick) + 4),
+                "fill": "#475569",
+                "text-anchor": "end",
+            },
+        )
+    _text(
+        axis,
+        "text",
+        "ULN",
+        **{
+            "class": "uln-label",
+            "x": str(WIDTH - RIGHT + 4),
+            "y": _n(y(1) + 4),
+            "fill": "#0f172a",
+            "font-weight": "600",
+        },
+    )
     for index, (code, points) in enumerate(labs.items()):
         colour = LAB_COLOURS.get(code, "#0f172a")
         group = ET.SubElement(svg, "g", {"class": f"lab-series lab-{code}"})
@@ -183,63 +350,56 @@ def _labs(svg: ET.Element, labs: dict[str, list[dict[str, Any]]], x) -> None:
                 {
                     "class": "lab-point",
                     "data-lab": code,
+                    "data-x-uln": f"{p['x_uln']:.2f}",
                     "cx": _n(x(p["at"])),
                     "cy": _n(y(p["x_uln"])),
                     "r": "3",
                     "fill": colour,
                 },
             )
-            _text(
-                dot,
-                "title",
-                f"{code} {p['value']:g} {p['unit'] or ''} = {p['x_uln']:.1f}x ULN "
-                f"on {p['at']:%d %b %Y}",
-            )
-        legend_x = WIDTH - RIGHT - 150 + 75 * index
+            _text(dot, "title", f"{code} {lab_value(code, p)} on {p['at']:%d %b %Y}")
+        legend_x = WIDTH - RIGHT - 60 * (len(labs) - index)
         ET.SubElement(
             svg,
             "rect",
+            {"x": str(legend_x), "y": _n(top - 16), "width": "10", "height": "10", "fill": colour},
+        )
+        _text(svg, "text", code, x=str(legend_x + 14), y=_n(top - 7))
+
+
+def _milestones(svg: ET.Element, milestones: list[dict[str, Any]], x: Scale, y: float) -> None:
+    _row(svg, y, "Milestones")
+    for m in milestones:
+        cx = x(m["at"])
+        done = m["status"] == "completed"
+        mark = ET.SubElement(
+            svg,
+            "path",
             {
-                "x": str(legend_x),
-                "y": str(LAB_Y - 12),
-                "width": "10",
-                "height": "10",
-                "fill": colour,
+                "class": "milestone",
+                "data-status": m["status"],
+                "d": f"M{_n(cx)},{_n(y - 6)} l6,6 l-6,6 l-6,-6 z",
+                "fill": "#0f766e" if done else "#fff",
+                "stroke": "#0f766e" if done else "#b45309",
+                "stroke-width": "1.5",
             },
         )
-        _text(svg, "text", code, x=str(legend_x + 14), y=str(LAB_Y - 3))
+        _text(mark, "title", _milestone(m))
 
 
-def _marks(svg: ET.Element, sent: list[dict[str, Any]], escalations: list[dict[str, Any]], x):
-    _label(svg, MARK_Y + 4, "Reminders")
-    ET.SubElement(
-        svg,
-        "line",
-        {
-            "x1": str(LEFT),
-            "x2": str(WIDTH - RIGHT),
-            "y1": str(MARK_Y),
-            "y2": str(MARK_Y),
-            "stroke": "#e2e8f0",
-        },
-    )
+def _reminders(svg: ET.Element, sent: list[dict[str, Any]], escalations: list, x: Scale, y: float):
+    _row(svg, y, "Reminders")
     for mark in sent:
-        cx = x(mark["at"])
         dot = ET.SubElement(
             svg,
             "circle",
-            {
-                "class": "reminder-sent",
-                "cx": _n(cx),
-                "cy": str(MARK_Y),
-                "r": "4",
-                "fill": "#0ea5e9",
-            },
+            {"class": "reminder-sent", "cx": _n(x(mark["at"])), "cy": _n(y), "r": "4"},
         )
+        dot.set("fill", "#0369a1")
         _text(
             dot,
             "title",
-            f"reminder to {mark['recipient']}: {mark['milestone']}, {mark['at']:%d %b %Y}",
+            f"reminder to {mark['recipient']}: {words(mark['milestone'])}, {mark['at']:%d %b %Y}",
         )
     for mark in escalations:
         cx = x(mark["at"])
@@ -248,59 +408,68 @@ def _marks(svg: ET.Element, sent: list[dict[str, Any]], escalations: list[dict[s
             "path",
             {
                 "class": "escalation",
-                "d": f"M{_n(cx)},{MARK_Y - 12} l6,10 h-12 z",
+                "d": f"M{_n(cx)},{_n(y - 7)} l6,11 h-12 z",
                 "fill": "#dc2626",
             },
         )
-        _text(tri, "title", f"escalation: {mark['milestone']}, {mark['at']:%d %b %Y}")
+        _text(
+            tri,
+            "title",
+            f"escalation: {words(mark['milestone'])} ({mark['status']}), {mark['at']:%d %b %Y}",
+        )
 
 
-def _axis(svg: ET.Element, start: datetime, end: datetime, x) -> None:
+def _row(svg: ET.Element, y: float, name: str) -> None:
+    _label(svg, y + 4, name)
+    ET.SubElement(
+        svg,
+        "line",
+        {
+            "x1": str(LEFT),
+            "x2": str(WIDTH - RIGHT),
+            "y1": _n(y),
+            "y2": _n(y),
+            "stroke": "#e2e8f0",
+        },
+    )
+
+
+def _milestone(m: dict[str, Any]) -> str:
+    closed = f" on {m['closed_at']:%d %b %Y}" if m.get("closed_at") else ""
+    return f"{m['title']}, due {m['at']:%d %b %Y} ({m['status']}{closed})"
+
+
+def _until(moment: datetime, series: dict[str, Any]) -> str:
+    return "now" if moment >= series["end"] else f"{moment:%d %b %Y}"
+
+
+def _axis(svg: ET.Element, start: datetime, end: datetime, x: Scale, height: float) -> None:
     months = max(1, round((end - start).days / 30.44))
     step = 1 if months <= 12 else 3 if months <= 36 else 6
     tick = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    group = ET.SubElement(svg, "g", {"class": "time-axis"})
     while tick <= end:
         if tick >= start:
             px = _n(x(tick))
             ET.SubElement(
-                svg,
+                group,
                 "line",
-                {
-                    "x1": px,
-                    "x2": px,
-                    "y1": str(BANDS_Y - 6),
-                    "y2": str(HEIGHT - 22),
-                    "stroke": "#f1f5f9",
-                },
+                {"x1": px, "x2": px, "y1": str(TOP), "y2": _n(height - 22), "stroke": "#f1f5f9"},
             )
             _text(
-                svg,
+                group,
                 "text",
                 f"{tick:%b %Y}",
                 x=px,
-                y=str(HEIGHT - 8),
+                y=_n(height - 8),
                 fill="#475569",
                 **{"text-anchor": "middle"},
             )
         tick = _add_months(tick, step)
 
 
-def _gridline(svg: ET.Element, y: float, text: str, dashed: bool = False) -> None:
-    attrs = {
-        "x1": str(LEFT),
-        "x2": str(WIDTH - RIGHT),
-        "y1": _n(y),
-        "y2": _n(y),
-        "stroke": "#94a3b8" if dashed else "#e2e8f0",
-    }
-    if dashed:
-        attrs["stroke-dasharray"] = "4 3"
-    ET.SubElement(svg, "line", attrs)
-    _text(svg, "text", text, x=str(LEFT - 6), y=_n(y + 4), fill="#475569", **{"text-anchor": "end"})
-
-
-def _label(svg: ET.Element, y: float, text: str) -> None:
-    _text(svg, "text", text, x="4", y=_n(y), fill="#0f172a", **{"font-weight": "600"})
+def _label(parent: ET.Element, y: float, text: str) -> None:
+    _text(parent, "text", text, x="4", y=_n(y), fill="#0f172a", **{"font-weight": "600"})
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:

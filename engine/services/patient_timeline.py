@@ -1,9 +1,12 @@
-"""A patient's course as series to plot: state bands, steroid dose steps, ALT and IgG as
-multiples of the upper limit of normal, reminders sent and escalations.
+"""A patient's course as series to plot: state bands, one lane of dose steps per drug, ALT,
+AST and IgG as multiples of the upper limit of normal, milestones, reminders sent and
+escalations.
 
 Built from the status and history views (no extra read, no extra audit record), with the
-upper limits of normal from the patient's pathway version and site. Drawing is the caller's
-business (the pages draw it as SVG).
+upper limits of normal from the patient's pathway version and site. The drug lanes are the
+pathway's own drugs that the patient was ordered, in the order the pathway file lists them
+(an order of a drug the pathway does not know gets a lane after them). Drawing is the
+caller's business (the pages draw it as SVG beside a table of the same values).
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ from typing import Any
 
 from engine.services.catalogue import care_pathway
 
-#: Drugs whose dose steps the timeline draws (the induction and taper steroids).
-STEROIDS = ("prednisolone", "budesonide")
 #: Labs drawn as multiples of their upper limit of normal.
-ULN_LABS = ("ALT", "IgG")
+ULN_LABS = ("ALT", "AST", "IgG")
 
 
 def timeline_series(
@@ -30,20 +31,27 @@ def timeline_series(
     if status.get("state_since"):
         moments.append(_t(status["state_since"]))
     start = min(moments, default=now)
+    end = max(now, start)
+    orders = sorted(history["orders"], key=lambda o: o["ordered_at"])
+    known = list(care.pathway.drugs)
+    ordered = {o["drug"] for o in orders}
+    lanes = [d for d in known if d in ordered] + sorted(ordered - set(known))
     return {
         "start": start,
-        "end": max(now, start),
+        "end": end,
         "bands": _bands(status, history, start, now),
+        "drugs": lanes,
+        "drug_classes": {d: str(care.pathway.drugs.get(d, {}).get("class", "")) for d in lanes},
         "doses": [
             {
                 "drug": o["drug"],
                 "mg_per_day": o["mg_per_day"],
                 "mg_per_kg_day": o["mg_per_kg_day"],
+                "route": o.get("route"),
                 "start": _t(o["ordered_at"]),
                 "end": _t(o["ended_at"]) if o["ended_at"] else now,
             }
-            for o in sorted(history["orders"], key=lambda o: o["ordered_at"])
-            if o["drug"] in STEROIDS
+            for o in orders
         ],
         "labs": {
             code: [
@@ -54,11 +62,23 @@ def timeline_series(
                     "x_uln": lab["value"] / uln,
                 }
                 for lab in history["labs"]
-                if lab["code"] == code and isinstance(lab["value"], int | float)
+                if lab["code"] == code
+                and isinstance(lab["value"], int | float)
+                and not isinstance(lab["value"], bool)
             ]
             for code in ULN_LABS
             if (uln := care.limits.uln(code, status["site"]))
         },
+        "milestones": [
+            {
+                "at": _t(m["due_at"]),
+                "title": m["title"],
+                "status": m["status"],
+                "closed_at": _t(m["closed_at"]) if m.get("closed_at") else None,
+            }
+            for m in sorted(history.get("milestones", []), key=lambda m: m["due_at"])
+            if start <= _t(m["due_at"]) <= end
+        ],
         "reminders_sent": [
             {"at": _t(r["sent_at"]), "recipient": r["recipient"], "milestone": r["milestone"]}
             for r in history["reminders"]

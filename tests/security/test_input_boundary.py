@@ -280,7 +280,8 @@ def test_the_timeline_of_an_order_recorded_without_a_dose_is_drawn():
         "end": end,
     }
     series = {"start": start, "end": end, "bands": [], "doses": [dose], "labs": {}}
-    series.update({"escalations": [], "reminders_sent": []})
+    series.update({"escalations": [], "reminders_sent": [], "milestones": []})
+    series.update({"drugs": ["prednisolone"], "drug_classes": {}})
     svg = timeline_svg(series)
     assert "dose not recorded" in svg
 
@@ -298,7 +299,7 @@ def test_a_page_error_is_a_500_page_with_an_error_id_and_no_message_in_the_log(
     def broken(*_, **__):
         raise ValueError("ZZMARKER Ada Example 1979-04-02")
 
-    monkeypatch.setattr(patient_page, "timeline_svg", broken)
+    monkeypatch.setattr(patient_page, "timeline_figure", broken)
     response = client.get(f"/ui/patients/{patient}")
 
     assert response.status_code == 500

@@ -173,7 +173,7 @@ def test_a_whole_session_with_phi_markers_everywhere_leaves_none_in_the_logs(
     def broken(*_, **__):
         raise ValueError(marked(" Ada Example 1979-04-02"))
 
-    monkeypatch.setattr(patient_page, "timeline_svg", broken)
+    monkeypatch.setattr(patient_page, "timeline_figure", broken)
     assert client.get(f"/ui/patients/{patient}").status_code == 500
     monkeypatch.setattr(service, "patient_history", broken)
     assert client.get(f"/patients/{patient}/history", headers=clinician).status_code == 500

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from api.pages.timeline import timeline_svg
+import pytest
+
+from api.pages.timeline import table_rows, timeline_figure, timeline_svg, timeline_table
 from engine.services.catalogue import care_pathway
 from engine.services.patient_timeline import timeline_series
 
@@ -100,7 +103,35 @@ def _views() -> tuple[dict, dict]:
     return status, history
 
 
-def test_the_series_has_a_band_per_state_and_a_step_per_steroid_order():
+def _svg(series: dict) -> ET.Element:
+    return ET.fromstring(timeline_svg(series))
+
+
+def _with_alt(*x_ulns: float) -> dict:
+    """The series of `_views` with ALT results at these multiples of the ULN, weekly."""
+    status, history = _views()
+    uln = care_pathway().limits.uln("ALT", "north")
+    history["labs"] = [
+        {
+            "code": "ALT",
+            "value": x * uln,
+            "unit": "U/L",
+            "taken_at": (datetime(2026, 2, 1, tzinfo=UTC) + timedelta(weeks=i)).isoformat(),
+        }
+        for i, x in enumerate(x_ulns)
+    ]
+    return timeline_series(status, history, NOW)
+
+
+def _points(svg: ET.Element) -> list[float]:
+    return [float(c.get("cy")) for c in svg.iter(f"{SVG}circle") if c.get("class") == "lab-point"]
+
+
+def _texts(element: ET.Element, cls: str) -> dict[str, ET.Element]:
+    return {t.text: t for t in element.iter(f"{SVG}text") if t.get("class") == cls}
+
+
+def test_the_series_has_a_band_per_state_and_a_step_per_order_of_every_drug():
     series = timeline_series(*_views(), NOW)
     assert [b["state"] for b in series["bands"]] == [
         "screening",
@@ -109,9 +140,21 @@ def test_the_series_has_a_band_per_state_and_a_step_per_steroid_order():
     ]
     assert [(d["drug"], d["mg_per_day"]) for d in series["doses"]] == [
         ("prednisolone", 30.0),
+        ("azathioprine", 50.0),
         ("prednisolone", 10.0),
     ]
     assert series["doses"][-1]["end"] == NOW
+
+
+def test_drug_lanes_follow_the_pathway_file_order_not_a_fixed_list():
+    series = timeline_series(*_views(), NOW)
+    pathway_order = list(care_pathway().pathway.drugs)
+    assert series["drugs"] == ["prednisolone", "azathioprine"]
+    assert sorted(series["drugs"], key=pathway_order.index) == series["drugs"]
+    assert series["drug_classes"] == {
+        "prednisolone": "corticosteroid",
+        "azathioprine": "thiopurine",
+    }
 
 
 def test_alt_is_plotted_as_a_multiple_of_its_upper_limit_of_normal():
@@ -128,9 +171,9 @@ def test_only_sent_reminders_and_escalations_are_marked():
 
 
 def test_the_svg_draws_each_series_with_a_title_for_every_mark():
-    svg = ET.fromstring(timeline_svg(timeline_series(*_views(), NOW)))
+    svg = _svg(timeline_series(*_views(), NOW))
     classes = [e.get("class") for e in svg.iter()]
-    assert classes.count("dose-step") == 2
+    assert classes.count("dose-step") == 3
     assert classes.count("state-band") == 3
     assert classes.count("lab-point") == 2
     assert classes.count("reminder-sent") == 1
@@ -139,9 +182,93 @@ def test_the_svg_draws_each_series_with_a_title_for_every_mark():
     assert all(mark.find(f"{SVG}title") is not None for mark in marks)
 
 
+def test_on_the_log_scale_10x_uln_is_drawn_above_1x():
+    ticks = _texts(_svg(_with_alt(1.0)), "lab-tick")
+    assert list(ticks) == ["0.5x", "1x", "2x", "5x", "10x", "20x"]
+    assert float(ticks["10x"].get("y")) < float(ticks["1x"].get("y"))
+
+
+def test_a_14x_uln_alt_does_not_flatten_the_later_values():
+    fourteen, one, two, five, ten = _points(_svg(_with_alt(14.0, 1.0, 2.0, 5.0, 10.0)))
+    assert one - two == pytest.approx(five - ten, abs=0.2)  # equal ratios, equal distances
+    assert one - two > 25  # 1x and 2x stay far apart beside a 14x peak
+    assert fourteen < ten < five < two < one
+
+
+def test_a_result_beyond_20x_widens_the_scale_instead_of_leaving_the_chart():
+    svg = _svg(_with_alt(0.3, 35.0))
+    ticks = _texts(svg, "lab-tick")
+    assert {"0.2x", "50x"} <= set(ticks)
+    low, high = (float(ticks[t].get("y")) - 4 for t in ("0.2x", "50x"))
+    assert all(high <= cy <= low for cy in _points(svg))
+
+
+def test_the_uln_label_stands_apart_from_the_tick_labels():
+    svg = _svg(_with_alt(1.0))
+    uln = _texts(svg, "uln-label")["ULN"]
+    ticks = _texts(svg, "lab-tick")
+    assert float(uln.get("x")) > float(ticks["1x"].get("x")) + 500  # the other side of the plot
+    heights = sorted(float(t.get("y")) for t in ticks.values())
+    assert min(b - a for a, b in itertools.pairwise(heights)) >= 14  # no overlap
+    line = next(e for e in svg.iter(f"{SVG}line") if e.get("class") == "uln-line")
+    assert float(line.get("y1")) == pytest.approx(float(uln.get("y")) - 4)
+
+
+def test_every_drug_has_its_own_lane_with_the_dose_written_on_each_step():
+    svg = _svg(timeline_series(*_views(), NOW))
+    lanes = {g.get("data-drug"): g for g in svg.iter(f"{SVG}g") if g.get("class") == "drug-lane"}
+    assert list(lanes) == ["prednisolone", "azathioprine"]
+    written = {drug: list(_texts(lane, "dose-value")) for drug, lane in lanes.items()}
+    assert written == {"prednisolone": ["30 mg/day", "10 mg/day"], "azathioprine": ["50 mg/day"]}
+
+
+def test_the_table_has_one_row_per_mark_with_the_values_of_the_chart():
+    series = timeline_series(*_views(), NOW)
+    table = ET.fromstring(timeline_table(series))
+    assert table.find("caption").text.startswith("Timeline values")
+    rows = table.findall("tbody/tr")
+    kinds = [row.get("data-kind") for row in rows]
+    assert len(rows) == len(table_rows(series)) == 10
+    assert kinds.count("dose") == 3 and kinds.count("lab") == 2 and kinds.count("state") == 3
+    values = {(r.find("th").text, r.findall("td")[1].text) for r in rows}
+    uln = care_pathway().limits.uln("ALT", "north")
+    assert ("ALT", f"400 U/L = {400 / uln:.1f}x ULN") in values
+    assert ("prednisolone", "30 mg/day until 01 Mar 2026") in values
+    assert ("azathioprine", "50 mg/day until now") in values
+    titles = [c.find(f"{SVG}title").text for c in _svg(series).iter(f"{SVG}circle")]
+    assert any(f"{400 / uln:.1f}x ULN" in t for t in titles)
+
+
+def test_milestones_are_marked_with_their_due_date_and_status():
+    status, history = _views()
+    history["milestones"] = [
+        {
+            "title": "ALT check",
+            "due_at": "2026-02-15T00:00:00+00:00",
+            "status": "completed",
+            "closed_at": "2026-02-14T00:00:00+00:00",
+        }
+    ]
+    svg = _svg(timeline_series(status, history, NOW))
+    (mark,) = [e for e in svg.iter(f"{SVG}path") if e.get("class") == "milestone"]
+    assert mark.get("data-status") == "completed"
+    assert mark.find(f"{SVG}title").text == "ALT check, due 15 Feb 2026 (completed on 14 Feb 2026)"
+
+
+def test_the_figure_puts_the_table_beside_the_chart():
+    figure = ET.fromstring(timeline_figure(timeline_series(*_views(), NOW)))
+    assert figure.get("class") == "timeline-view"
+    assert figure.find(f"{SVG}svg") is not None
+    region = figure.find("div")
+    assert region.get("role") == "region" and region.get("tabindex") == "0"
+    assert region.find("table/caption").get("id") == region.get("aria-labelledby")
+
+
 def test_a_patient_with_no_history_yet_still_gets_a_timeline():
     status, history = _views()
     empty = {key: [] for key in history}
     series = timeline_series({**status, "state_since": None, "state": "screening"}, empty, NOW)
     assert [b["state"] for b in series["bands"]] == ["screening"]
-    assert ET.fromstring(timeline_svg(series)).get("role") == "img"
+    assert series["drugs"] == []
+    assert _svg(series).get("role") == "img"
+    assert len(ET.fromstring(timeline_table(series)).findall("tbody/tr")) == 1
