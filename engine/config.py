@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     mail_from: str = "reminders@aih-pathways.local"
     clinic_name: str = "Hepatology clinic"
     message_domain: str = "aih-pathways.local"
+    # Where people reach the pages (https://aihp.example.org): clinician emails link to the patient.
+    public_url: str | None = None
     smtp_timeout_seconds: float = 10.0
     outbox_dir: Path = Path("var/outbox")
     dispatch_interval_seconds: float = 30.0
