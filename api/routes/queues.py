@@ -1,12 +1,15 @@
-"""Coordinator queues: list the work (filters, counts, paging), claim, release, complete and
-snooze items, take over another coordinator's item (with a reason), acknowledge reminders. A
-user with a site sees and acts on that site only; an item someone else holds is a 409."""
+"""Coordinator queues: list the work (views, filters, counts, sort, keyset paging with
+`cursor`), claim one item or several, release, complete with an outcome, snooze, undo a
+completion or a snooze the same day, take over another coordinator's item (with a reason),
+acknowledge reminders. A user with a site sees and acts on that site only, a clinician on their
+own patients' items only (the access policy); an item someone else holds is a 409."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import schemas
 from api.deps import (
@@ -19,47 +22,139 @@ from api.deps import (
 )
 from api.errors import problems
 from engine.services import coordinator_queue as queues
-from engine.services.access_policy import Principal
+from engine.services.access_policy import Principal, clinician_scope
 
 router = APIRouter(tags=["queues"], dependencies=[Depends(reject_unknown_query)])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=64, description="Work item id")]
 QueueName = Literal["escalated", "failed_delivery", "overdue", "due_today", "awaiting_results"]
+ViewName = Literal["live", "mine", "snoozed", "completed"]
+SortName = Literal["urgency", "due"]
 Text = Annotated[str | None, Query(min_length=1, max_length=64)]
+
+
+class QueueItem(schemas.QueueItem):
+    """A work item with what the page shows: days overdue, stale, names, outcome, undo."""
+
+    days_overdue: int
+    stale: bool
+    claimed_by_name: str | None = None
+    closed_by_name: str | None = None
+    snoozed_by_name: str | None = None
+    outcome: str | None = None
+    outcome_text: str | None = None
+    closed_at: str | None = None
+    undoable: bool
+
+
+class QueueListing(BaseModel):
+    items: list[QueueItem]
+    total: int
+    counts: dict[str, int] = Field(description="live items per queue (the same filters)")
+    mine: int = Field(description="live items claimed by the caller")
+    view: ViewName
+    sort: SortName
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+    limit: int
+
+
+class QueueItemChange(schemas.QueueItemChange):
+    outcome: str | None = None
+    claimed_by_name: str | None = None
+    undoable: bool
+
+
+class CompleteRequest(BaseModel):
+    """What was done: an outcome code (GET /queues/outcomes) and a note (`other` needs one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str = Field(min_length=1, max_length=32)
+    note: schemas.Note = Field("", max_length=1000)
+    expected_version: int | None = Field(None, ge=0)
+
+
+class BulkClaimRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_ids: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=queues.MAX_BULK
+    )
+
+
+class Refusal(BaseModel):
+    id: str
+    reason: str
+
+
+class BulkClaim(BaseModel):
+    claimed: list[QueueItemChange]
+    refused: list[Refusal]
 
 
 @router.get(
     "/queues",
-    response_model=schemas.QueueListing,
+    response_model=QueueListing,
     responses=problems(401, 403),
-    summary="Live work items with counts per queue (listing is audited)",
+    summary="Work items of a view with live counts per queue, keyset paged (listing is audited)",
 )
 def list_queue(
     principal: QueueReader,
     uow: UnitOfWork,
+    view: ViewName = "live",
     queue: QueueName | None = None,
     site: Text = None,
     clinician: Text = None,
     state: Text = None,
-    offset: Annotated[int, Query(ge=0, le=queues.MAX_OFFSET)] = 0,
+    sort: SortName = "urgency",
+    cursor: Annotated[str | None, Query(min_length=1, max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=queues.MAX_PAGE)] = 50,
 ) -> dict:
     return queues.coordinator_queue(
         uow(),
         principal.actor,
+        view=view,
         queue=queue,
         site=site,
         clinician=clinician,
         state=state,
-        offset=offset,
+        sort=sort,
+        cursor=cursor,
         limit=limit,
         site_scope=principal.site,
+        clinician_scope=clinician_scope(principal),
+    )
+
+
+@router.get(
+    "/queues/outcomes",
+    response_model=dict[str, str],
+    responses=problems(401, 403),
+    summary="The outcome codes a completion records, with their words",
+)
+def list_outcomes(principal: QueueReader) -> dict[str, str]:
+    return queues.outcomes()
+
+
+@router.post(
+    "/queues/items/claim",
+    response_model=BulkClaim,
+    responses=problems(403, 422),
+    summary="Claim several items; those another coordinator holds are listed with the reason",
+)
+def claim_several(body: BulkClaimRequest, principal: QueueWorker, uow: UnitOfWork) -> dict:
+    return queues.claim_items(
+        uow(),
+        principal.actor,
+        body.item_ids,
+        site_scope=principal.site,
+        clinician_scope=clinician_scope(principal),
     )
 
 
 @router.post(
     "/queues/items/{item_id}/claim",
-    response_model=schemas.QueueItemChange,
+    response_model=QueueItemChange,
     responses=problems(403, 404, 409),
     summary="Take an item (409 if another coordinator holds it)",
 )
@@ -74,7 +169,7 @@ def claim(
 
 @router.post(
     "/queues/items/{item_id}/release",
-    response_model=schemas.QueueItemChange,
+    response_model=QueueItemChange,
     responses=problems(403, 404, 409),
     summary="Give an item back to the queue (409 if another coordinator holds it)",
 )
@@ -89,21 +184,26 @@ def release(
 
 @router.post(
     "/queues/items/{item_id}/complete",
-    response_model=schemas.QueueItemChange,
+    response_model=QueueItemChange,
     responses=problems(403, 404, 409),
-    summary="Mark an item handled, with an optional note (409 if another coordinator holds it)",
+    summary="Mark an item handled with an outcome and a note (409 if another holds it)",
 )
 def complete(
-    item_id: ItemId, body: schemas.CompleteRequest, principal: QueueWorker, uow: UnitOfWork
+    item_id: ItemId, body: CompleteRequest, principal: QueueWorker, uow: UnitOfWork
 ) -> dict:
     return queues.complete_item(
-        uow(), principal.actor, item_id, note=body.note, **_scope(principal, body)
+        uow(),
+        principal.actor,
+        item_id,
+        note=body.note,
+        outcome=body.outcome,
+        **_scope(principal, body),
     )
 
 
 @router.post(
     "/queues/items/{item_id}/snooze",
-    response_model=schemas.QueueItemChange,
+    response_model=QueueItemChange,
     responses=problems(403, 404, 409),
     summary="Hide an item for at most 28 days, with a reason (409 if another holds it)",
 )
@@ -121,8 +221,23 @@ def snooze(
 
 
 @router.post(
+    "/queues/items/{item_id}/undo",
+    response_model=QueueItemChange,
+    responses=problems(403, 404, 409),
+    summary="Undo your completion or snooze of an item, the same day (audited)",
+)
+def undo(
+    item_id: ItemId,
+    principal: QueueWorker,
+    uow: UnitOfWork,
+    body: schemas.VersionRequest | None = None,
+) -> dict:
+    return queues.undo_item(uow(), principal.actor, item_id, **_scope(principal, body))
+
+
+@router.post(
     "/queues/items/{item_id}/take-over",
-    response_model=schemas.QueueItemChange,
+    response_model=QueueItemChange,
     responses=problems(403, 404, 409),
     summary="Take over an item another coordinator holds, with a reason (audited)",
 )
@@ -153,5 +268,6 @@ def acknowledge(
 def _scope(principal: Principal, body: object) -> dict:
     return {
         "site_scope": principal.site,
+        "clinician_scope": clinician_scope(principal),
         "expected_version": getattr(body, "expected_version", None),
     }

@@ -1,85 +1,203 @@
-"""The coordinator-queue query: live work items with their queue computed in SQL.
+"""The coordinator-queue queries: pages of work items read in index order, counts per queue.
 
-The queue an item belongs to depends on the time (a task due yesterday is overdue today), so
-it is a CASE expression evaluated by the database, which lets a page filter, count and page
-through a queue without loading it.
+The queue an item belongs to depends on the time (a task due yesterday is overdue today), so it
+is computed by the database: a CASE expression for the counts, and plain predicates on kind,
+milestone kind and due time for one queue's listing, so the page is read in the order of a
+partial index over live items (migration 0006) and stops after one page, whatever the size of
+the site. Three rules keep the indexes usable:
+
+* the live-item filter is written as the indexes' own predicate (`status IN ('open',
+  'claimed', 'snoozed')`, literal, so a generic plan still implies it), with the expired-snooze
+  test beside it;
+* paging is by keyset (the sort keys of the last row seen), never OFFSET;
+* the urgency order is `(NOT urgent), due_at, id`, all ascending, as the index holds it, so one
+  row comparison continues a page.
+
+Counts read only columns the urgency index carries, so PostgreSQL answers them from an
+index-only scan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from engine.adapters.access_tables import users
 from engine.adapters.orm import patients
 from engine.adapters.reminder_tables import coordinator_items as items
 
+#: The listings a coordinator can open: live work, their own claims, snoozed, completed.
+VIEWS = ("live", "mine", "snoozed", "completed")
+#: Orders of the live listings: urgent first then by due time, or by due time only.
+SORTS = ("urgency", "due")
+#: Not a task of its own: an escalation or a failed delivery.
+_SPECIAL_KINDS = ("escalation", "failed_delivery")
+#: The indexes' predicate, written exactly as they state it.
+_LIVE = text("coordinator_items.status IN ('open', 'claimed', 'snoozed')")
+_URGENCY = literal_column("(NOT coordinator_items.urgent)")
+
 
 def queue_expression(start_of_today: datetime):
-    """SQL for the queue an item belongs to (mirrors CoordinatorItem.queue)."""
+    """SQL for the queue an item belongs to: escalations and failed deliveries in their own
+    queues; any other item due before today is overdue; due today: awaiting results for a lab,
+    due today otherwise."""
     return case(
         (items.c.kind == "escalation", "escalated"),
         (items.c.kind == "failed_delivery", "failed_delivery"),
-        (items.c.milestone_kind == "lab", "awaiting_results"),
         (items.c.due_at < start_of_today, "overdue"),
+        (items.c.milestone_kind == "lab", "awaiting_results"),
         else_="due_today",
     )
 
 
-def live_items(
-    session: Session,
+def queue_condition(queue: str, start_of_today: datetime) -> ColumnElement[bool]:
+    """The items of one queue, as plain predicates (the same partition as `queue_expression`)."""
+    if queue == "escalated":
+        return items.c.kind == "escalation"
+    if queue == "failed_delivery":
+        return items.c.kind == "failed_delivery"
+    task = items.c.kind.notin_(_SPECIAL_KINDS)
+    if queue == "overdue":
+        return and_(task, items.c.due_at < start_of_today)
+    lab = items.c.milestone_kind == "lab"
+    if queue == "awaiting_results":
+        return and_(task, items.c.due_at >= start_of_today, lab)
+    return and_(task, items.c.due_at >= start_of_today, or_(items.c.milestone_kind.is_(None), ~lab))
+
+
+def _shown(view: str, now: datetime, actor: str | None) -> list[ColumnElement[bool]]:
+    """What a view lists: live items (a snooze that has run out is live again), the actor's
+    claims, items still snoozed, or completed items."""
+    if view == "completed":
+        return [items.c.status == "completed"]
+    if view == "snoozed":
+        return [_LIVE, items.c.status == "snoozed", items.c.snoozed_until > now]
+    live = [_LIVE, or_(items.c.status != "snoozed", items.c.snoozed_until <= now)]
+    if view == "mine":
+        return [*live, items.c.status == "claimed", items.c.claimed_by == actor]
+    return live
+
+
+def sort_keys(view: str, sort: str) -> list[ColumnElement[Any]]:
+    """The columns a view is ordered by (all ascending; completed: newest first)."""
+    if view == "completed":
+        return [items.c.closed_at, items.c.id]
+    if view == "snoozed":
+        return [items.c.snoozed_until, items.c.id]
+    if sort == "due":
+        return [items.c.due_at, items.c.id]
+    return [_URGENCY, items.c.due_at, items.c.id]
+
+
+def _filters(
     now: datetime,
-    start_of_today: datetime,
     *,
-    queue: str | None = None,
-    site: str | None = None,
-    clinician: str | None = None,
-    state: str | None = None,
-    include_snoozed: bool = False,
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
-    """(page of items, total matching, counts per queue for the same filters but queue)."""
-    queue_of = queue_expression(start_of_today).label("queue")
-    visible = or_(
-        items.c.status.in_(("open", "claimed")),
-        and_(items.c.status == "snoozed", items.c.snoozed_until <= now),
-    )
-    if include_snoozed:
-        visible = items.c.status.in_(("open", "claimed", "snoozed"))
-    filters = [visible]
+    view: str,
+    actor: str | None,
+    site: str | None,
+    clinician: str | None,
+    state: str | None,
+) -> list[ColumnElement[bool]]:
+    filters = _shown(view, now, actor)
     if site:
         filters.append(items.c.site == site)
     if clinician:
         filters.append(items.c.clinician == clinician)
-    joined = items.join(patients, patients.c.id == items.c.patient_id)
     if state:
         filters.append(or_(patients.c.state == state, patients.c.state.like(f"{state}.%")))
-    counted = joined if state else items  # the join costs a lookup per item: only for state
-    counts = {
-        name: n
-        for name, n in session.execute(
-            select(queue_of, func.count()).select_from(counted).where(*filters).group_by(queue_of)
-        )
-    }
+    return filters
+
+
+def queue_counts(
+    session: Session,
+    now: datetime,
+    start_of_today: datetime,
+    *,
+    site: str | None = None,
+    clinician: str | None = None,
+    state: str | None = None,
+) -> dict[str, int]:
+    """Live items per queue for the filters (the join on patients only for a state filter)."""
+    queue_of = queue_expression(start_of_today).label("queue")
+    where = _filters(now, view="live", actor=None, site=site, clinician=clinician, state=state)
+    source = items.join(patients, patients.c.id == items.c.patient_id) if state else items
+    query = select(queue_of, func.count()).select_from(source).where(*where).group_by(queue_of)
+    return {name: n for name, n in session.execute(query)}
+
+
+def count_items(
+    session: Session,
+    now: datetime,
+    *,
+    view: str,
+    actor: str | None = None,
+    site: str | None = None,
+    clinician: str | None = None,
+    state: str | None = None,
+) -> int:
+    """How many items a view (other than the live one, counted per queue) holds."""
+    where = _filters(now, view=view, actor=actor, site=site, clinician=clinician, state=state)
+    source = items.join(patients, patients.c.id == items.c.patient_id) if state else items
+    return session.scalar(select(func.count()).select_from(source).where(*where)) or 0
+
+
+def item_page(
+    session: Session,
+    now: datetime,
+    start_of_today: datetime,
+    *,
+    view: str = "live",
+    sort: str = "urgency",
+    queue: str | None = None,
+    actor: str | None = None,
+    site: str | None = None,
+    clinician: str | None = None,
+    state: str | None = None,
+    after: tuple[Any, ...] | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Up to `limit` items of a view in its order, after the row whose sort keys are `after`
+    (keyset paging); each with its queue, its patient's state, record number and name and its
+    sort keys (`sort_key`, for the next page's cursor)."""
+    where = _filters(now, view=view, actor=actor, site=site, clinician=clinician, state=state)
     if queue:
-        filters.append(queue_expression(start_of_today) == queue)
-    total = counts.get(queue, 0) if queue else sum(counts.values())
-    rows = session.execute(
+        where.append(queue_condition(queue, start_of_today))
+    keys = sort_keys(view, sort)
+    newest_first = view == "completed"
+    if after is not None:
+        row, given = tuple_(*keys), tuple_(*after)
+        where.append(row < given if newest_first else row > given)
+    query = (
         select(
             items,
-            queue_of,
+            queue_expression(start_of_today).label("queue"),
             patients.c.state.label("patient_state"),
             patients.c.external_id,
             patients.c.given_name,
             patients.c.family_name,
+            *(key.label(f"sort_key_{n}") for n, key in enumerate(keys)),
         )
-        .select_from(joined)
-        .where(*filters)
-        .order_by(items.c.urgent.desc(), items.c.due_at, items.c.id)
-        .offset(offset)
+        .select_from(items.join(patients, patients.c.id == items.c.patient_id))
+        .where(*where)
+        .order_by(*(key.desc() if newest_first else key for key in keys))
         .limit(limit)
     )
-    return [dict(row._mapping) for row in rows], total, counts
+    page = []
+    for row in session.execute(query):
+        found = dict(row._mapping)
+        found["sort_key"] = tuple(found.pop(f"sort_key_{n}") for n in range(len(keys)))
+        page.append(found)
+    return page
+
+
+def people_named(session: Session, actors: Iterable[str | None]) -> dict[str, str]:
+    """The user name behind each `user:<id>` actor (others, e.g. `system:...`, are left out)."""
+    ids = {a.removeprefix("user:") for a in actors if a and a.startswith("user:")}
+    if not ids:
+        return {}
+    rows = session.execute(select(users.c.id, users.c.name).where(users.c.id.in_(sorted(ids))))
+    return {f"user:{user_id}": name for user_id, name in rows}

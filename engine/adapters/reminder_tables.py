@@ -26,6 +26,10 @@ from engine.domain.reminders import CoordinatorItem, Reminder
 _OPEN = text("status IN ('scheduled', 'claimed', 'sending')")
 _LEASED = text("status IN ('claimed', 'sending')")
 _LIVE_ITEM = text("status IN ('open', 'claimed', 'snoozed')")
+#: The urgency sort key (urgent items first) as the index holds it: (NOT urgent), ascending.
+URGENCY_KEY = text("(NOT urgent)")
+_COMPLETED_ITEM = text("status = 'completed'")
+_CLAIMED_ITEM = text("status = 'claimed'")
 
 
 def _patient_fk() -> Column:
@@ -104,15 +108,45 @@ coordinator_items = Table(
     Column("closed_by", String(128)),
     Column("updated_at", UTCDateTime),
     Column("version", Integer, nullable=False),
-    Index(
-        "ix_coordinator_items_live",
-        "site",
-        "due_at",
-        postgresql_where=_LIVE_ITEM,
-        sqlite_where=_LIVE_ITEM,
-    ),
+    Column("outcome", String(32)),  # the coded outcome of a completed item (coordinator data)
+    Column("snoozed_by", String(128)),
     Index("ix_coordinator_items_milestone", "milestone_row_id"),
     Index("ix_coordinator_items_patient", "patient_id"),
+)
+# The queue page's two sort orders (urgency: urgent first, then due; due date), each read in
+# order within a site from a partial index over live items (migration 0006). The urgency index
+# also carries what the counts per queue read, so they come from an index-only scan.
+Index(
+    "ix_coordinator_items_live_urgency",
+    coordinator_items.c.site,
+    URGENCY_KEY,
+    coordinator_items.c.due_at,
+    coordinator_items.c.id,
+    postgresql_include=["kind", "milestone_kind", "status", "snoozed_until", "clinician"],
+    postgresql_where=_LIVE_ITEM,
+    sqlite_where=_LIVE_ITEM,
+)
+Index(
+    "ix_coordinator_items_live_due",
+    coordinator_items.c.site,
+    coordinator_items.c.due_at,
+    coordinator_items.c.id,
+    postgresql_where=_LIVE_ITEM,
+    sqlite_where=_LIVE_ITEM,
+)
+Index(
+    "ix_coordinator_items_completed",
+    coordinator_items.c.site,
+    coordinator_items.c.closed_at,
+    coordinator_items.c.id,
+    postgresql_where=_COMPLETED_ITEM,
+    sqlite_where=_COMPLETED_ITEM,
+)
+Index(
+    "ix_coordinator_items_claimed_by",
+    coordinator_items.c.claimed_by,
+    postgresql_where=_CLAIMED_ITEM,
+    sqlite_where=_CLAIMED_ITEM,
 )
 
 clinicians = Table(

@@ -129,6 +129,17 @@ def enforce(
     return principal
 
 
+#: Roles whose queue listing shows their own patients' work only.
+OWN_PATIENTS_ONLY = frozenset({"clinician"})
+
+
+def clinician_scope(principal: Principal) -> str | None:
+    """The clinician whose patients' work items a caller may list: a clinician sees their own
+    patients' (their user name is the clinician id the patients are registered with); other
+    roles every clinician's (None)."""
+    return principal.name if principal.role in OWN_PATIENTS_ONLY else None
+
+
 def allowed_roles(action: str) -> frozenset[str]:
     """The roles that may take `action` (at their own site)."""
     return POLICY[action].roles

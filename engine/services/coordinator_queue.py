@@ -1,20 +1,38 @@
-"""Care-coordinator queues: list the work, claim it, release it, complete it, snooze it.
+"""Care-coordinator queues: list the work, claim it (one item or several), release it, complete
+it with an outcome, snooze it, and undo a completion or a snooze the same day.
 
-Queues: escalated, failed_delivery, overdue, due_today, awaiting_results; filters by site,
-clinician and pathway state. Every action (and every listing) is audited. `site_scope`
-restricts a user to one site: an item of another site is reported as unknown.
+Queues (live items): escalated, failed_delivery, overdue (any other item due before today),
+due_today, awaiting_results (a lab due today); the counts per queue use the same partition as
+the listings. Views: live work, my items (claimed by me), snoozed, completed. Filters by site,
+clinician and pathway state; two orders (urgency: urgent first, then due; or due date); pages by
+keyset (`cursor` = the sort keys of the last row, opaque to callers). Every action and every
+listing is audited. `site_scope` restricts a user to one site and `clinician_scope` to one
+clinician's patients (both from the access policy): an item outside them is reported as unknown.
 
-Claims are owned: an item claimed by one coordinator can be released, completed or snoozed
-only by them; anyone else gets a conflict unless they take it over, with a reason, which is
-audited (`item_taken_over`, naming the previous holder). Snoozes last at most `MAX_SNOOZE`.
+Claims are owned: an item claimed by one coordinator can be released, completed or snoozed only
+by them; anyone else gets a conflict unless they take it over, with a reason, which is audited
+(`item_taken_over`, naming the previous holder). Snoozes last at most `MAX_SNOOZE`. An item
+open longer than the data's `stale_after` (pathways/coordinator-queue.yaml) is flagged stale.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from engine.adapters.coordinator_queries import live_items
+from engine.adapters.coordinator_data import coordinator_data
+from engine.adapters.coordinator_queries import (
+    SORTS,
+    VIEWS,
+    count_items,
+    item_page,
+    people_named,
+    queue_counts,
+)
 from engine.domain.errors import ConcurrencyConflict, InvalidInput, UnknownWorkItem
 from engine.domain.model import AuditRecord
 from engine.domain.reminders import QUEUES, CoordinatorItem
@@ -22,53 +40,86 @@ from engine.services.access_policy import in_scope
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 MAX_PAGE = 200
-MAX_OFFSET = 10_000_000
+#: Kept for callers that still send an offset: only 0 (page with `cursor`).
+MAX_OFFSET = 0
 #: The longest snooze (the page offers 1 to 28 days).
 MAX_SNOOZE = timedelta(days=28)
+#: The most items one bulk claim takes.
+MAX_BULK = 50
 
 
 def coordinator_queue(
     uow: SqlAlchemyUnitOfWork,
     actor: str,
     *,
+    view: str = "live",
     queue: str | None = None,
     site: str | None = None,
     clinician: str | None = None,
     state: str | None = None,
+    sort: str = "urgency",
+    cursor: str | None = None,
     offset: int = 0,
     limit: int = 50,
     site_scope: str | None = None,
+    clinician_scope: str | None = None,
 ) -> dict[str, Any]:
-    """One page of live work items, the total, and counts per queue."""
+    """One page of a view's items, its total, the live counts per queue and the actor's claims,
+    and the cursor of the next page (None on the last)."""
+    if view not in VIEWS:
+        raise InvalidInput(f"unknown view {view!r}; views are {', '.join(VIEWS)}")
     if queue is not None and queue not in QUEUES:
         raise InvalidInput(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
-    if not 0 < limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
-        raise InvalidInput(f"limit must be 1..{MAX_PAGE} and offset 0..{MAX_OFFSET}")
-    if site_scope is not None:
-        if site not in (None, site_scope):
-            raise InvalidInput(f"you can only see site {site_scope!r}")
-        site = site_scope
+    if sort not in SORTS:
+        raise InvalidInput(f"unknown sort {sort!r}; sorts are {', '.join(SORTS)}")
+    if not 0 < limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be 1..{MAX_PAGE}")
+    if offset:
+        raise InvalidInput("pages are reached with the listing's next_cursor, not an offset")
+    site = _within(site, site_scope, "site")
+    clinician = _within(clinician, clinician_scope, "clinician")
+    after = _decode_cursor(cursor, view, sort) if cursor else None
     with uow:
         now = uow.clock.now()
-        rows, total, counts = live_items(
+        start_of_today = datetime.combine(now.date(), time(), now.tzinfo)
+        where = {"site": site, "clinician": clinician, "state": state}
+        counts = queue_counts(uow.session, now, start_of_today, **where)
+        mine = count_items(uow.session, now, view="mine", actor=actor, **where)
+        rows = item_page(
             uow.session,
             now,
-            datetime.combine(now.date(), time(), now.tzinfo),
+            start_of_today,
+            view=view,
+            sort=sort,
             queue=queue,
-            site=site,
-            clinician=clinician,
-            state=state,
-            offset=offset,
-            limit=limit,
+            actor=actor,
+            after=after,
+            limit=limit + 1,
+            **where,
+        )
+        more, rows = len(rows) > limit, rows[:limit]
+        if view == "live":
+            total = counts.get(queue, 0) if queue else sum(counts.values())
+        elif view == "mine" and not queue:
+            total = mine
+        else:
+            total = count_items(uow.session, now, view=view, actor=actor, **where)
+        names = people_named(
+            uow.session,
+            {row[k] for row in rows for k in ("claimed_by", "closed_by", "snoozed_by")},
         )
         listing = {
-            "items": [_item_view(row) for row in rows],
+            "items": [_item_view(row, now, actor, names) for row in rows],
             "total": total,
             "counts": {name: counts.get(name, 0) for name in QUEUES},
-            "offset": offset,
+            "mine": mine,
+            "view": view,
+            "sort": sort,
+            "next_cursor": _encode_cursor(view, sort, rows[-1]["sort_key"]) if more else None,
+            "offset": 0,
             "limit": limit,
         }
-        filters = {"queue": queue, "site": site, "clinician": clinician, "state": state}
+        filters = {"view": view, "queue": queue, "site": site, "clinician": clinician}
         uow.record_only(
             [
                 AuditRecord(
@@ -78,7 +129,7 @@ def coordinator_queue(
                     patient_id=None,
                     reason=f"{len(rows)} of {total} items",
                     detail={
-                        "filters": {k: v for k, v in filters.items() if v},
+                        "filters": {k: v for k, v in (filters | {"state": state}).items() if v},
                         "patients": sorted({row["patient_id"] for row in rows}),
                     },
                 )
@@ -87,14 +138,50 @@ def coordinator_queue(
     return listing
 
 
+def outcomes() -> dict[str, str]:
+    """The outcome codes a completion may record, with their words (coordinator data)."""
+    return dict(coordinator_data().outcomes)
+
+
 def claim_item(uow: SqlAlchemyUnitOfWork, actor: str, item_id: str, **scope: Any) -> dict:
     """Take an item so other coordinators see it is being handled."""
+    return _act(uow, actor, item_id, "item_claimed", _claim(actor), **scope)
 
-    def claim(item: CoordinatorItem, now: datetime) -> None:
-        _held_by_actor_or_nobody(item, actor)
-        item.status, item.claimed_by, item.claimed_at = "claimed", actor, now
 
-    return _act(uow, actor, item_id, "item_claimed", claim, **scope)
+def claim_items(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    item_ids: list[str],
+    site_scope: str | None = None,
+    clinician_scope: str | None = None,
+) -> dict[str, Any]:
+    """Claim several items in one transaction: each one nobody else holds is claimed (and
+    audited); the others are listed with the reason, and do not stop the rest."""
+    wanted = list(dict.fromkeys(item_ids))
+    if not 0 < len(wanted) <= MAX_BULK:
+        raise InvalidInput(f"claim 1 to {MAX_BULK} items at a time")
+    claimed, refused, audit = [], [], []
+    with uow:
+        now = uow.clock.now()
+        claim = _claim(actor)
+        for item_id in wanted:
+            item = uow.session.get(CoordinatorItem, item_id)
+            try:
+                _check(item, item_id, site_scope, clinician_scope)
+                claim(item, now)
+            except (UnknownWorkItem, InvalidInput, ConcurrencyConflict) as why:
+                refused.append({"id": item_id, "reason": why.message})
+                continue
+            item.updated_at = now
+            claimed.append(item)
+            audit.append(_audit(item, now, actor, "item_claimed", "", {"item": item.id}))
+        uow.audit.append(audit)
+        uow.commit()
+        names = people_named(uow.session, [actor])
+        return {
+            "claimed": [_item_view(_columns(i), now, actor, names) for i in claimed],
+            "refused": refused,
+        }
 
 
 def take_over_item(
@@ -126,17 +213,29 @@ def release_item(uow: SqlAlchemyUnitOfWork, actor: str, item_id: str, **scope: A
 
 
 def complete_item(
-    uow: SqlAlchemyUnitOfWork, actor: str, item_id: str, note: str = "", **scope: Any
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    item_id: str,
+    note: str = "",
+    outcome: str | None = None,
+    **scope: Any,
 ) -> dict:
-    """Mark an item handled (the clinical milestone itself completes only with its input); an
-    item someone else holds is theirs to complete."""
+    """Mark an item handled, with what was done (an outcome code of the coordinator data, and
+    a note; `other` needs the note). The clinical milestone itself completes only with its
+    input; an item someone else holds is theirs to complete."""
+    known = coordinator_data().outcomes
+    if outcome is not None and outcome not in known:
+        raise InvalidInput(f"unknown outcome {outcome!r}; outcomes are {', '.join(known)}")
+    if outcome == "other" and not note.strip():
+        raise InvalidInput("the outcome 'other' needs a note saying what was done")
 
     def complete(item: CoordinatorItem, now: datetime) -> None:
         _held_by_actor_or_nobody(item, actor)
         item.status, item.closed_at, item.closed_by = "completed", now, actor
-        item.note = note.strip() or None
+        item.note, item.outcome = note.strip() or None, outcome
 
-    return _act(uow, actor, item_id, "item_completed", complete, note=note, **scope)
+    said = " - ".join(part for part in (known.get(outcome or ""), note.strip()) if part)
+    return _act(uow, actor, item_id, "item_completed", complete, note=said, **scope)
 
 
 def snooze_item(
@@ -163,8 +262,36 @@ def snooze_item(
         _held_by_actor_or_nobody(item, actor)
         item.status, item.snoozed_until, item.note = "snoozed", until, reason.strip()
         item.claimed_by = item.claimed_at = None
+        item.snoozed_by = actor
 
     return _act(uow, actor, item_id, "item_snoozed", snooze, note=reason, **scope)
+
+
+def undo_item(uow: SqlAlchemyUnitOfWork, actor: str, item_id: str, **scope: Any) -> dict:
+    """Undo one's own completion or snooze, the same day: a completed item goes back to its
+    holder (or the queue), a snoozed one back to the queue. Audited as what was undone."""
+    undone: list[str] = []
+
+    def undo(item: CoordinatorItem, now: datetime) -> None:
+        if item.status == "completed":
+            if item.closed_by != actor or item.closed_at is None:
+                raise InvalidInput("only who completed an item can undo it")
+            if item.closed_at.date() != now.date():
+                raise InvalidInput("a completion can be undone on the day it was made only")
+            item.status = "claimed" if item.claimed_by else "open"
+            item.closed_at = item.closed_by = item.outcome = item.note = None
+            undone.append("item_completion_undone")
+        elif item.status == "snoozed":
+            if item.snoozed_by != actor:
+                raise InvalidInput("only who snoozed an item can undo the snooze")
+            if item.updated_at is None or item.updated_at.date() != now.date():
+                raise InvalidInput("a snooze can be undone on the day it was made only")
+            item.status, item.snoozed_until, item.snoozed_by, item.note = "open", None, None, None
+            undone.append("item_snooze_undone")
+        else:
+            raise InvalidInput("only a completion or a snooze can be undone")
+
+    return _act(uow, actor, item_id, undone, undo, undoing=True, **scope)
 
 
 def acknowledge_reminder(
@@ -200,43 +327,85 @@ def acknowledge_reminder(
         }
 
 
+def _within(asked: str | None, scope: str | None, what: str) -> str | None:
+    """The filter a scoped caller gets: their scope (asking for another is refused)."""
+    if scope is None:
+        return asked
+    if asked not in (None, scope):
+        raise InvalidInput(f"you can only see {what} {scope!r}")
+    return scope
+
+
+def _claim(actor: str) -> Callable[[CoordinatorItem, datetime], None]:
+    def claim(item: CoordinatorItem, now: datetime) -> None:
+        _held_by_actor_or_nobody(item, actor)
+        item.status, item.claimed_by, item.claimed_at = "claimed", actor, now
+
+    return claim
+
+
+def _check(
+    item: CoordinatorItem | None,
+    item_id: str,
+    site_scope: str | None,
+    clinician_scope: str | None,
+    undoing: bool = False,
+) -> CoordinatorItem:
+    """The item if the caller may see it and it is still open to change."""
+    if (
+        item is None
+        or not in_scope(site_scope, item.site)
+        or not in_scope(clinician_scope, item.clinician)
+    ):
+        raise UnknownWorkItem(f"no coordinator item with id {item_id!r}")
+    if item.status == "closed" or (item.status == "completed" and not undoing):
+        raise InvalidInput(f"the item is already {item.status}")
+    return item
+
+
 def _act(
     uow: SqlAlchemyUnitOfWork,
     actor: str,
     item_id: str,
-    action: str,
-    change,
+    action: str | list[str],
+    change: Callable[[CoordinatorItem, datetime], None],
     note: str = "",
     site_scope: str | None = None,
+    clinician_scope: str | None = None,
     expected_version: int | None = None,
     held_by: list[str | None] | None = None,
+    undoing: bool = False,
 ) -> dict[str, Any]:
+    """Change one item (`action` names the audit row; a list is filled in by `change`)."""
     with uow:
         now = uow.clock.now()
-        item = uow.session.get(CoordinatorItem, item_id)
-        if item is None or not in_scope(site_scope, item.site):
-            raise UnknownWorkItem(f"no coordinator item with id {item_id!r}")
-        if item.status in ("completed", "closed"):
-            raise InvalidInput(f"the item is already {item.status}")
+        item = _check(
+            uow.session.get(CoordinatorItem, item_id), item_id, site_scope, clinician_scope, undoing
+        )
         if expected_version is not None and expected_version != item.version:
             raise ConcurrencyConflict("the item was changed by someone else; reload it")
         change(item, now)
         item.updated_at = now
-        uow.audit.append(
-            [
-                AuditRecord(
-                    at=now,
-                    actor=actor,
-                    action=action,
-                    patient_id=item.patient_id,
-                    reason=f"{item.title}" + (f": {note.strip()}" if note.strip() else ""),
-                    rule_ids=tuple(item.rule_ids),
-                    detail={"item": item.id} | ({"previous_holder": held_by[0]} if held_by else {}),
-                )
-            ]
-        )
+        detail = {"item": item.id} | ({"previous_holder": held_by[0]} if held_by else {})
+        name = action if isinstance(action, str) else action[0]
+        uow.audit.append([_audit(item, now, actor, name, note, detail)])
         uow.commit()
-        return _item_view(_columns(item))
+        names = people_named(uow.session, [item.claimed_by, item.closed_by, item.snoozed_by])
+        return _item_view(_columns(item), now, actor, names)
+
+
+def _audit(
+    item: CoordinatorItem, now: datetime, actor: str, action: str, note: str, detail: dict
+) -> AuditRecord:
+    return AuditRecord(
+        at=now,
+        actor=actor,
+        action=action,
+        patient_id=item.patient_id,
+        reason=f"{item.title}" + (f": {note.strip()}" if note.strip() else ""),
+        rule_ids=tuple(item.rule_ids),
+        detail=detail,
+    )
 
 
 def _held_by_actor_or_nobody(item: CoordinatorItem, actor: str) -> None:
@@ -249,16 +418,75 @@ def _held_by_actor_or_nobody(item: CoordinatorItem, actor: str) -> None:
 
 
 def _columns(item: CoordinatorItem) -> dict[str, Any]:
-    return {name: getattr(item, name) for name in CoordinatorItem.__dataclass_fields__}
+    fields = (*CoordinatorItem.__dataclass_fields__, "outcome", "snoozed_by")
+    return {name: getattr(item, name, None) for name in fields}
 
 
-def _item_view(row: dict[str, Any]) -> dict[str, Any]:
-    """The JSON shape of a work item."""
+def _item_view(
+    row: dict[str, Any], now: datetime, actor: str, names: dict[str, str]
+) -> dict[str, Any]:
+    """The JSON shape of a work item, with what the page shows beside the columns: days overdue,
+    stale, who holds / completed / snoozed it by name, the outcome in words, whether the actor
+    may undo it now."""
     view = {
         key: (value.isoformat() if isinstance(value, datetime) else value)
         for key, value in row.items()
-        if key not in ("given_name", "family_name")
+        if key not in ("given_name", "family_name", "sort_key")
     }
     if "given_name" in row:
         view["patient_name"] = f"{row['given_name']} {row['family_name']}".strip()
+    data = coordinator_data()
+    due, status = row["due_at"], row["status"]
+    live = status in ("open", "claimed", "snoozed")
+    view["days_overdue"] = max(0, (now.date() - due.date()).days) if live else 0
+    view["stale"] = live and due < data.stale_after.before(now)
+    for who in ("claimed_by", "closed_by", "snoozed_by"):
+        view[f"{who}_name"] = names.get(row.get(who) or "", row.get(who))
+    view["outcome_text"] = data.outcomes.get(row.get("outcome") or "")
+    today = now.date()
+    view["undoable"] = (
+        status == "completed"
+        and row.get("closed_by") == actor
+        and row["closed_at"] is not None
+        and row["closed_at"].date() == today
+    ) or (
+        status == "snoozed"
+        and row.get("snoozed_by") == actor
+        and row.get("updated_at") is not None
+        and row["updated_at"].date() == today
+    )
     return view
+
+
+def _encode_cursor(view: str, sort: str, keys: tuple[Any, ...]) -> str:
+    plain = [view, sort] + [
+        k.isoformat() if isinstance(k, datetime) else bool(k) if n == 0 and len(keys) == 3 else k
+        for n, k in enumerate(keys)
+    ]
+    return base64.urlsafe_b64encode(json.dumps(plain).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, view: str, sort: str) -> tuple[Any, ...]:
+    """The sort keys a cursor holds, checked against the listing it is used on."""
+    refused = InvalidInput("the cursor is not one this listing gave out; start from page 1")
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, RecursionError):
+        raise refused from None
+    urgency = view in ("live", "mine") and sort == "urgency"
+    if not isinstance(plain, list) or plain[:2] != [view, sort]:
+        raise refused
+    keys = plain[2:]
+    shape = (bool, str, str) if urgency else (str, str)
+    if len(keys) != len(shape) or not all(
+        isinstance(k, t) for k, t in zip(keys, shape, strict=True)
+    ):
+        raise refused
+    moment = keys[-2]
+    try:
+        when = datetime.fromisoformat(moment)
+    except ValueError:
+        raise refused from None
+    if when.tzinfo is None or len(keys[-1]) > 64:
+        raise refused
+    return (*keys[:-2], when, keys[-1])

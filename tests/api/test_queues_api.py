@@ -1,6 +1,7 @@
 """Coordinator queues over HTTP: counts, filters, claim/complete/snooze, site scoping, audit;
-claims owned (409 for anyone but the holder) and the audited take-over; bounded snoozes and
-offsets."""
+claims owned (409 for anyone but the holder) and the audited take-over; bounded snoozes; views
+(mine, snoozed, completed), keyset paging, outcomes, undo, bulk claim, days overdue, stale items,
+names of holders, a clinician's own patients only."""
 
 from __future__ import annotations
 
@@ -46,12 +47,16 @@ def test_claimed_then_completed_item_leaves_the_queue(client, callers, item):
     claimed = client.post(f"/queues/items/{item['id']}/claim", headers=headers)
     assert claimed.status_code == 200 and claimed.json()["status"] == "claimed"
     done = client.post(
-        f"/queues/items/{item['id']}/complete", json={"note": "lab chased"}, headers=headers
+        f"/queues/items/{item['id']}/complete",
+        json={"outcome": "lab_booked", "note": "lab chased"},
+        headers=headers,
     )
     assert done.status_code == 200 and done.json()["status"] == "completed"
     remaining = client.get("/queues", headers=headers).json()
     assert item["id"] not in {i["id"] for i in remaining["items"]}
-    again = client.post(f"/queues/items/{item['id']}/complete", json={}, headers=headers)
+    again = client.post(
+        f"/queues/items/{item['id']}/complete", json={"outcome": "other"}, headers=headers
+    )
     assert again.status_code == 422
     assert again.headers["content-type"] == "application/problem+json"
 
@@ -121,7 +126,7 @@ def test_another_coordinator_cannot_release_complete_or_snooze_a_claimed_item(
     until = (clock.now() + timedelta(days=2)).isoformat()
     for action, body in (
         ("release", None),
-        ("complete", {"note": "done"}),
+        ("complete", {"outcome": "called_patient"}),
         ("snooze", {"until": until, "reason": "away"}),
         ("claim", None),
     ):
@@ -179,7 +184,154 @@ def test_a_28_day_snooze_is_accepted(client, callers, item, clock):
     assert response.status_code == 200, response.text
 
 
-@pytest.mark.parametrize("offset", ["99999999999999999999", "10000001", "-1"])
-def test_an_out_of_range_offset_is_refused_with_422(client, callers, offset):
+@pytest.mark.parametrize("offset", ["1", "-1"])
+def test_an_offset_is_refused_with_422_pages_use_the_cursor(client, callers, offset):
     response = client.get("/queues", params={"offset": offset}, headers=callers["coordinator"])
     assert response.status_code == 422, response.text
+
+
+def _items(client, headers, **params) -> dict[str, Any]:
+    response = client.get("/queues", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_complete_needs_a_known_outcome_and_other_needs_a_note(client, callers, item):
+    url, headers = f"/queues/items/{item['id']}/complete", callers["coordinator"]
+    assert client.post(url, json={"note": "x"}, headers=headers).status_code == 422
+    unknown = client.post(url, json={"outcome": "faxed"}, headers=headers)
+    assert unknown.status_code == 422 and "called_patient" in unknown.json()["detail"]
+    bare_other = client.post(url, json={"outcome": "other"}, headers=headers)
+    assert bare_other.status_code == 422 and "note" in bare_other.json()["detail"]
+    assert client.get("/queues/outcomes", headers=headers).json()["left_message"]
+
+
+def test_completion_with_outcome_is_listed_under_completed_and_undone_the_same_day(
+    client, callers, item, clock
+):
+    headers = callers["coordinator"]
+    url = f"/queues/items/{item['id']}"
+    client.post(f"{url}/claim", headers=headers)
+    done = client.post(
+        f"{url}/complete", json={"outcome": "left_message", "note": "voicemail"}, headers=headers
+    ).json()
+    assert done["outcome"] == "left_message" and done["undoable"]
+    completed = _items(client, headers, view="completed")
+    (row,) = [i for i in completed["items"] if i["id"] == item["id"]]
+    assert row["outcome_text"] == "Left a message" and row["note"] == "voicemail"
+    assert row["closed_by_name"] == "coordinator"
+    assert client.post(f"{url}/undo", headers=callers["coordinator-south"]).status_code == 404
+    undone = client.post(f"{url}/undo", headers=headers)
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["status"] == "claimed" and undone.json()["outcome"] is None
+    assert item["id"] in {i["id"] for i in _items(client, headers, view="mine")["items"]}
+    audit = client.get(
+        "/audit", params={"patient_id": item["patient_id"]}, headers=callers["auditor"]
+    ).json()
+    assert "item_completion_undone" in {e["action"] for e in audit}
+    # a completion of an earlier day stays
+    client.post(f"{url}/complete", json={"outcome": "lab_booked"}, headers=headers)
+    clock.advance(days=1)
+    late = client.post(f"{url}/undo", headers=headers)
+    assert late.status_code == 422 and "day" in late.json()["detail"]
+
+
+def test_a_snooze_is_listed_as_snoozed_and_undone_back_to_the_queue(client, callers, item, clock):
+    headers = callers["coordinator"]
+    url = f"/queues/items/{item['id']}"
+    until = (clock.now() + timedelta(days=3)).isoformat()
+    client.post(f"{url}/snooze", json={"until": until, "reason": "on holiday"}, headers=headers)
+    assert item["id"] not in {i["id"] for i in _items(client, headers)["items"]}
+    snoozed = _items(client, headers, view="snoozed")
+    assert [i["id"] for i in snoozed["items"]] == [item["id"]] and snoozed["total"] == 1
+    assert snoozed["items"][0]["snoozed_by_name"] == "coordinator"
+    callers.add(client.app.state.uow_factory, "coordinator-b", "coordinator", "north")
+    other = client.post(f"{url}/undo", headers=callers["coordinator-b"])
+    assert other.status_code == 422
+    assert client.post(f"{url}/undo", headers=headers).json()["status"] == "open"
+    assert item["id"] in {i["id"] for i in _items(client, headers)["items"]}
+    assert client.post(f"{url}/undo", headers=headers).status_code == 422  # nothing to undo
+
+
+def test_bulk_claim_takes_the_free_items_and_names_the_refused(
+    client, callers, enrol, uow_factory, item
+):
+    work_item_of(enrol()["patient_id"], uow_factory)
+    listing = _items(client, callers["coordinator"])
+    ids = [i["id"] for i in listing["items"]]
+    assert len(ids) >= 4
+    callers.add(uow_factory, "coordinator-b", "coordinator", "north")
+    client.post(f"/queues/items/{ids[0]}/claim", headers=callers["coordinator-b"])
+    answer = client.post(
+        "/queues/items/claim",
+        json={"item_ids": [*ids, "no-such-item"]},
+        headers=callers["coordinator"],
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert {i["id"] for i in body["claimed"]} == set(ids[1:])
+    assert {r["id"] for r in body["refused"]} == {ids[0], "no-such-item"}
+    assert all(i["claimed_by_name"] == "coordinator" for i in body["claimed"])
+    mine = _items(client, callers["coordinator"], view="mine")
+    assert mine["mine"] == mine["total"] == len(ids) - 1
+    shown = _items(client, callers["coordinator"])
+    (held,) = [i for i in shown["items"] if i["id"] == ids[0]]
+    assert held["claimed_by_name"] == "coordinator-b"
+    too_many = client.post(
+        "/queues/items/claim", json={"item_ids": []}, headers=callers["coordinator"]
+    )
+    assert too_many.status_code == 422
+
+
+def test_keyset_pages_cover_the_queue_once_in_order(client, callers, enrol, uow_factory):
+    for _ in range(3):
+        enrol()
+    work_item_of(enrol()["patient_id"], uow_factory)
+    headers = callers["coordinator"]
+    everything = _items(client, headers, limit=200)
+    for sort in ("urgency", "due"):
+        seen, cursor = [], None
+        while True:
+            page = _items(
+                client, headers, limit=3, sort=sort, **({"cursor": cursor} if cursor else {})
+            )
+            seen += [i["id"] for i in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(i["id"] for i in everything["items"])
+        assert len(seen) == len(set(seen)) == everything["total"] >= 8
+    bad = client.get("/queues", params={"cursor": "bm90LWEtY3Vyc29y"}, headers=headers)
+    assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+    wrong_sort = client.get("/queues", params={"cursor": cursor or "x", "sort": "due"})
+    assert wrong_sort.status_code in (401, 422)
+
+
+def test_overdue_means_past_due_with_days_overdue_and_counts_matching_listings(
+    client, callers, uow_factory, item, clock
+):
+    clock.advance(days=5)
+    headers = callers["coordinator"]
+    listing = _items(client, headers)
+    assert listing["counts"]["overdue"] >= 2 and listing["counts"]["awaiting_results"] == 0
+    for queue, count in listing["counts"].items():
+        assert _items(client, headers, queue=queue)["total"] == count
+        shown = _items(client, headers, queue=queue, limit=200)["items"]
+        assert len(shown) == count and {i["queue"] for i in shown} <= {queue}
+    overdue = _items(client, headers, queue="overdue")["items"]
+    assert {i["days_overdue"] for i in overdue} == {5}
+    assert not any(i["stale"] for i in overdue)
+    clock.advance(days=90)  # past the data's stale_after (P90D); tokens last 30 days
+    callers.add(uow_factory, "coordinator-later", "coordinator", "north")
+    later = _items(client, callers["coordinator-later"], queue="overdue")["items"]
+    assert later and all(i["stale"] and i["days_overdue"] == 95 for i in later)
+
+
+def test_a_clinician_lists_only_their_own_patients_items(client, callers, uow_factory, item):
+    callers.add(uow_factory, "dr-a", "clinician", None)
+    callers.add(uow_factory, "dr-b", "clinician", None)
+    own = _items(client, callers["dr-a"])
+    assert own["total"] >= 2 and {i["clinician"] for i in own["items"]} == {"dr-a"}
+    assert _items(client, callers["dr-b"])["total"] == 0
+    other = client.get("/queues", params={"clinician": "dr-a"}, headers=callers["dr-b"])
+    assert other.status_code == 422
