@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     delivery_retry_cap_seconds: float = 3600.0
     dispatch_batch_size: int = 500
     dispatch_max_queued: int = 2000
+    delivery_batch_size: int = 50  # reminders per delivery task (one SMTP connection)
     review_interval_seconds: float = 300.0
     # The HTTP edge: request body limits (a FHIR Bundle may be larger) and JSON nesting depth.
     max_body_bytes: int = 1_000_000

@@ -135,6 +135,8 @@ class CeleryCluster:
             "AIHP_REVIEW_INTERVAL_SECONDS": "3600",
             "AIHP_DELIVERY_RETRY_BASE_SECONDS": "1",
             "AIHP_DELIVERY_RETRY_CAP_SECONDS": "4",
+            "AIHP_DELIVERY_BATCH_SIZE": "10",  # a batch sends for at most half the lease
+            "AIHP_DISPATCH_MAX_QUEUED": "40",  # what two workers drain well within a lease
             "AIHP_OUTBOX_DIR": str(workdir / "outbox"),
             "PYTHONUNBUFFERED": "1",
         }
