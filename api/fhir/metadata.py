@@ -17,7 +17,19 @@ router = new_router()
 
 SEARCH_PATIENT = {"name": "patient", "type": "reference"}
 RESOURCES: list[dict[str, Any]] = [
-    {"type": "Patient", "interaction": ["create", "read"]},
+    {
+        "type": "Patient",
+        "interaction": ["create", "read", "search-type"],
+        "searchParam": [
+            {"name": n, "type": t}
+            for n, t in (
+                ("identifier", "token"),
+                ("name", "string"),
+                ("birthdate", "date"),
+                ("organization", "reference"),
+            )
+        ],
+    },
     {"type": "Observation", "interaction": ["create", "read"]},
     {
         "type": "PlanDefinition",

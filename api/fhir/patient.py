@@ -1,4 +1,4 @@
-"""FHIR `Patient`: create (enrols on the pathway) and read.
+"""FHIR `Patient`: create (enrols on the pathway), read, and search.
 
 A patient in this engine is always on a pathway, so `POST /fhir/Patient` is the enrolment
 (newest pathway version), and the answer carries the pathway state as an extension.
@@ -16,36 +16,50 @@ Mapping (create and read):
 | `generalPractitioner[0]` `Practitioner/<clinician id>` | clinician |
 | extension `.../StructureDefinition/body-weight` valueQuantity in kg | weight_kg |
 | extension `.../StructureDefinition/pathway-fact` (name valueCode, value value[x]) | facts |
+
+Search (`GET /fhir/Patient?identifier=&name=&birthdate=&organization=&_count=`) runs the
+engine's one patient search: `name` matches the start of the given or family name (case and
+accents ignored), `identifier` the external id (`system|value` or `value`), `birthdate` one day
+(`YYYY-MM-DD`, or `eq` before it), `organization` the site. The answer is a searchset Bundle in
+name order with a `next` link (an opaque `_cursor`) while more pages remain; a site-scoped
+caller finds only their site's patients. An unknown or unsupported parameter is a 400
+OperationOutcome, never an unfiltered list.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import Request
+from fastapi import Query, Request
 from pydantic import ValidationError
 
 from api.deps import Enroller, PatientReader, UnitOfWork
 from api.fhir.outcome import FhirError
 from api.fhir.routing import (
     answer,
+    base_url,
     dicts,
     first,
     items,
     new_router,
     read_resource,
     reference_id,
+    searchset,
     string,
     valid_id,
 )
 from api.fhir.terminology import FACT, PATHWAY_STATE, STATES, UCUM, WEIGHT
 from api.schemas import EnrolRequest
+from engine.domain.errors import InvalidInput
 from engine.services import fhir_reads
 from engine.services import patients as service
 from engine.services.access_policy import Resource, enforce
+from engine.services.patient_directory import search_patients
 
 router = new_router()
 
+SEARCH_PARAMS = frozenset({"identifier", "name", "birthdate", "organization", "_count", "_cursor"})
 GENDER_TO_SEX = {"female": "F", "male": "M", "other": "X"}
 SEX_TO_GENDER = {sex: gender for gender, sex in GENDER_TO_SEX.items()}
 
@@ -77,6 +91,78 @@ async def create(request: Request, principal: Enroller, uow: UnitOfWork):
     resource = patient_resource(record)
     headers = {"Location": f"Patient/{record['id']}", "ETag": f'W/"{record["version"]}"'}
     return answer(resource, 201, headers)
+
+
+@router.get("/Patient")
+def search(
+    request: Request,
+    principal: PatientReader,
+    uow: UnitOfWork,
+    identifier: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, Query(max_length=128)] = None,
+    birthdate: Annotated[str | None, Query(max_length=12)] = None,
+    organization: Annotated[str | None, Query(max_length=200)] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(alias="_cursor", max_length=1024)] = None,
+):
+    """Patients matching every parameter given (audited search), one page per Bundle."""
+    unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
+    repeated = sorted(
+        k for k in set(request.query_params) if len(request.query_params.getlist(k)) > 1
+    )
+    if unknown or repeated:
+        what = ", ".join(unknown) + (" (unsupported)" if unknown else "")
+        what += ("; " if unknown and repeated else "") + ", ".join(repeated)
+        raise FhirError(
+            f"search parameter not supported: {what}"
+            if unknown
+            else f"give each search parameter once: {what}",
+            400,
+            "not-supported",
+        )
+    try:
+        found = search_patients(
+            uow(),
+            principal,
+            name=name,
+            external_id=identifier.rsplit("|", 1)[-1] if identifier else None,
+            birth_date=_day(birthdate),
+            site=_organization(organization),
+            cursor=cursor,
+            limit=count,
+            surface="fhir",
+        )
+    except InvalidInput as bad:
+        raise FhirError(bad.message, 400, "invalid") from None
+    here = f"{base_url(request)}/Patient"
+    given = {k: v for k, v in request.query_params.items() if k != "_cursor"}
+    bundle = searchset(
+        base_url(request),
+        [patient_resource({**item, "id": item["patient_id"]}) for item in found["items"]],
+        found["total"],
+    )
+    bundle["link"] = [{"relation": "self", "url": f"{here}?{urlencode(request.query_params)}"}]
+    if found["next_cursor"]:
+        following = urlencode({**given, "_cursor": found["next_cursor"]})
+        bundle["link"].append({"relation": "next", "url": f"{here}?{following}"})
+    return answer(bundle)
+
+
+def _day(birthdate: str | None) -> str | None:
+    """A FHIR date search value for one day (`2026-01-02` or `eq2026-01-02`)."""
+    if birthdate is None:
+        return None
+    if birthdate[:2].isalpha():
+        if not birthdate.startswith("eq"):
+            raise FhirError("birthdate supports one day (eq) only", 400, "not-supported")
+        birthdate = birthdate[2:]
+    return birthdate
+
+
+def _organization(organization: str | None) -> str | None:
+    if not organization:
+        return None
+    return organization.removeprefix("Organization/")
 
 
 @router.get("/Patient/{patient_id}")

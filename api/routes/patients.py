@@ -6,9 +6,11 @@ service layer. The caller is the audited actor of every read and write.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
 
 from api import schemas
 from api.deps import (
@@ -28,13 +30,34 @@ from api.deps import (
 )
 from api.errors import problems
 from engine.services import patients as service
-from engine.services.access_policy import Resource, enforce
-from engine.services.patient_directory import list_patients
+from engine.services.access_policy import Resource, enforce, listing_scope
+from engine.services.patient_directory import list_patients, search_patients
 
 router = APIRouter(
     prefix="/patients", tags=["patients"], dependencies=[Depends(reject_unknown_query)]
 )
 CHANGE = problems(401, 403, 404, 409, 412, 422)
+
+
+class PatientMatch(schemas.PatientRow):
+    """A listed patient; a search (name, external id, birth date...) adds who they are."""
+
+    external_id: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+
+
+class PatientPage(BaseModel):
+    """A page of patients. A search pages by `next_cursor` (null on the last page); the plain
+    list (no search criterion) keeps its offset paging, newest enrolment first."""
+
+    total: int
+    limit: int
+    offset: int = 0
+    items: list[PatientMatch]
+    next_cursor: str | None = None
 
 
 @router.post(
@@ -70,23 +93,48 @@ def enrol(
 
 @router.get(
     "",
-    response_model=schemas.PatientList,
+    response_model=PatientPage,
     responses=problems(401, 403, 422),
-    summary="List patients (minimal rows), filtered by site and state",
+    summary="Find patients by name, external id, birth date, site, clinician and state",
 )
 def list_(
     principal: PatientReader,
     uow: UnitOfWork,
     site: Annotated[str | None, Query(max_length=64)] = None,
     state: Annotated[str | None, Query(max_length=64, description="A state or stage")] = None,
+    name: Annotated[
+        str | None,
+        Query(max_length=128, description="Words starting the given or family name (any case)"),
+    ] = None,
+    external_id: Annotated[str | None, Query(max_length=64)] = None,
+    birth_date: Annotated[str | None, Query(max_length=10, description="YYYY-MM-DD")] = None,
+    clinician: Annotated[str | None, Query(max_length=64)] = None,
+    mine: Annotated[bool, Query(description="Only the caller's own patients")] = False,
+    cursor: Annotated[str | None, Query(max_length=1024)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> dict:
-    if principal.site:
-        if site and site != principal.site:
-            return {"total": 0, "limit": limit, "offset": offset, "items": []}
-        site = principal.site
-    return list_patients(uow(), principal.actor, site=site, state=state, limit=limit, offset=offset)
+    searching = any(v is not None for v in (name, external_id, birth_date, clinician, cursor))
+    if searching or mine:
+        return search_patients(
+            uow(),
+            principal,
+            name=name,
+            external_id=external_id,
+            birth_date=birth_date,
+            site=site,
+            clinician=clinician,
+            state=state,
+            mine=mine,
+            cursor=cursor,
+            limit=min(limit, 100),
+        )
+    scope = listing_scope(principal, "patient.read", site)
+    if scope.empty:
+        return {"total": 0, "limit": limit, "offset": offset, "items": []}
+    return list_patients(
+        uow(), principal.actor, site=scope.site, state=state, limit=limit, offset=offset
+    )
 
 
 @router.get(

@@ -40,6 +40,7 @@ from engine.domain.model import (
     Milestone,
     Patient,
 )
+from engine.domain.patient_names import search_key
 
 
 class UTCDateTime(TypeDecorator):
@@ -73,6 +74,11 @@ metadata = MetaData(
 )
 
 
+def _name_key(column: str):
+    """A column default: the search key of the row's `column` (a name)."""
+    return lambda context: search_key(context.get_current_parameters().get(column))
+
+
 def _patient_fk() -> Column:
     return Column("patient_id", ID, ForeignKey("patients.id", ondelete="CASCADE"), nullable=False)
 
@@ -86,6 +92,9 @@ patients = Table(
     Column("clinician", String(64), nullable=False),
     Column("given_name", String(128), nullable=False, default=""),
     Column("family_name", String(128), nullable=False, default=""),
+    # search keys (engine/domain/patient_names.py), written with the row; names never change
+    Column("given_name_key", String(128), nullable=False, default=_name_key("given_name")),
+    Column("family_name_key", String(128), nullable=False, default=_name_key("family_name")),
     Column("birth_date", Date, nullable=False),
     Column("sex", String(16), nullable=False),
     Column("weight_kg", Float, nullable=False),
@@ -103,6 +112,10 @@ patients = Table(
     UniqueConstraint("site", "external_id", name="uq_patients_site_external_id"),
     Index("ix_patients_site_state", "site", "state"),
     Index("ix_patients_clinician", "clinician"),
+    Index("ix_patients_name_search", "family_name_key", "given_name_key", "id"),
+    Index("ix_patients_given_name_key", "given_name_key"),
+    Index("ix_patients_birth_date", "birth_date"),
+    Index("ix_patients_external_id", "external_id"),
 )
 
 lab_results = Table(
@@ -262,6 +275,7 @@ def start_mappers() -> None:
         Patient,
         patients,
         version_id_col=patients.c.version,
+        exclude_properties=["given_name_key", "family_name_key"],
         properties={
             "labs": children(LabResult, lab_results.c.taken_at),
             "clinical_events": children(ClinicalEvent, clinical_events.c.occurred_at),

@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from engine.domain.errors import DomainError
 
-ROLES = ("clinician", "coordinator", "lab-interface", "auditor", "admin")
+ROLES = ("clinician", "coordinator", "lab-interface", "auditor", "admin", "ehr")
 #: Users with these roles are managed by global admins only.
 GLOBAL_ONLY_ROLES = frozenset({"admin"})
 
@@ -86,6 +86,7 @@ POLICY: dict[str, Rule] = {
     "lab.record": _rule("clinician lab-interface", "record lab results"),
     "event.record": _rule("clinician", "record clinical events"),
     "order.place": _rule("clinician", "order medication"),
+    "order.review": _rule("ehr", "check an EHR's draft orders against the pathway (CDS Hooks)"),
     "pathway.read": _rule("clinician coordinator auditor admin", "read the pathway"),
     "queue.read": _rule("clinician coordinator", "see the coordinator queues"),
     "queue.work": _rule("coordinator", "claim, release, complete or snooze work items"),
@@ -127,6 +128,24 @@ def enforce(
     if decision is not Decision.ALLOW:
         raise Forbidden(reason)
     return principal
+
+
+@dataclass(frozen=True)
+class ListingScope:
+    """The site a listing may show (`site`; None: every site). `empty` when the caller asked
+    for a site outside their remit: the answer is an empty list, as for a site with nobody."""
+
+    site: str | None
+    empty: bool = False
+
+
+def listing_scope(principal: Principal, action: str, requested: str | None = None) -> ListingScope:
+    """Where a listing for `action` may look: the caller's own site for a site-scoped caller
+    (whatever they asked for), else the site asked for. Forbidden if the role may not."""
+    enforce(principal, action)
+    if principal.site is None:
+        return ListingScope(requested)
+    return ListingScope(principal.site, empty=bool(requested) and requested != principal.site)
 
 
 #: Roles whose queue listing shows their own patients' work only.
