@@ -206,9 +206,7 @@ _PHRASES: dict[str, Callable[[Any], str]] = {
     "event_since": _event_since,
     "on_drug": _on_drug,
     "state": lambda arg: f"in {joined(arg)}",
-    "same_class_active": lambda arg: (
-        f"two drugs of one class ({_value(arg)}) active at once"
-    ),
+    "same_class_active": lambda arg: f"two drugs of one class ({_value(arg)}) active at once",
     "input_drug_active": lambda arg: (
         "the drug named is an active order" if arg else "the drug named is not an active order"
     ),

@@ -180,9 +180,7 @@ def transition_label(p: Pathway, t: TransitionDefinition) -> str:
     head = f"{words(t.trigger)} [{', '.join(t.rules)}]"
     if not t.guards:
         return head
-    guards = "if " + joined(
-        (in_words(g, p, short_guards=True) for g in t.guards), "and"
-    )
+    guards = "if " + joined((in_words(g, p, short_guards=True) for g in t.guards), "and")
     return "\n".join([head, *textwrap.wrap(guards, width=34)])
 
 

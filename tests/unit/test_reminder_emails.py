@@ -20,7 +20,13 @@ from engine.notifications.compose import (
 
 SENT_AT = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 DUE_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-MAIL = {"mail_from": "reminders@aih-pathways.local", "message_domain": "aih-pathways.local"}
+PUBLIC_URL = "https://aihp.clinic.test/"
+PATIENT_ID = "5f0e2c1a9b8d4e7f8a6b5c4d3e2f1a0b"
+MAIL = {
+    "mail_from": "reminders@aih-pathways.local",
+    "message_domain": "aih-pathways.local",
+    "public_url": PUBLIC_URL,
+}
 DIAGNOSIS_WORDS = ("autoimmune", "hepatitis", "liver", "AIH", "cirrhosis", "hepatic")
 
 
@@ -88,7 +94,9 @@ def patient_variants(pathway: Pathway):
     for milestone in pathway.milestones:
         for urgent in (False, True):
             for escalation in (False, True):
-                yield notice_for(pathway, milestone, urgent=urgent, escalation=escalation)
+                yield notice_for(
+                    pathway, milestone, urgent=urgent, escalation=escalation, patient_id=PATIENT_ID
+                )
 
 
 def test_patient_email_discloses_no_diagnosis_drug_lab_or_rule(pathway):
@@ -96,6 +104,7 @@ def test_patient_email_discloses_no_diagnosis_drug_lab_or_rule(pathway):
     for notice in patient_variants(pathway):
         message = compose_reminder(notice, sent_at=SENT_AT, **MAIL)
         patterns = forbidden_in_patient_mail(pathway, notice)
+        patterns.append(re.compile(re.escape(PATIENT_ID)))
         for part, content in (
             ("subject", str(message["Subject"])),
             ("text", text_of(message)),
@@ -275,3 +284,80 @@ def test_composing_for_a_patient_without_an_address_fails_with_a_reason(pathway)
     notice = notice_for(pathway, pathway.milestones[0], to_address=None)
     with pytest.raises(InvalidAddress, match="no email address on file"):
         compose_reminder(notice, sent_at=SENT_AT, **MAIL)
+
+
+# ---- late catch-up reminders and the clinician's link --------------------------------------
+
+LATE = DUE_AT + timedelta(days=5)  # the reminder went out after downtime, five days late
+
+
+def bodies(message: EmailMessage) -> tuple[str, str, str]:
+    return str(message["Subject"]), text_of(message), html_of(message)
+
+
+def test_a_late_patient_lab_reminder_says_when_it_was_due_not_this_week(pathway):
+    milestone = next(m for m in pathway.milestones if m.kind == "lab" and not m.urgent)
+    subject, text, html = bodies(
+        compose_reminder(notice_for(pathway, milestone), sent_at=LATE, **MAIL)
+    )
+    assert subject == "A blood test was due on 1 December 2026"
+    assert "A blood test was due on 1 December 2026. Please have it taken as soon as you" in text
+    assert "was due on <strong>1 December 2026</strong>" in html
+    assert "this week" not in text + html + subject
+
+
+def test_a_late_patient_visit_reminder_asks_to_arrange_a_time_as_soon_as_possible(pathway):
+    milestone = next(m for m in pathway.milestones if m.kind == "review" and not m.urgent)
+    subject, text, _ = bodies(
+        compose_reminder(notice_for(pathway, milestone), sent_at=LATE, **MAIL)
+    )
+    assert subject == "Your clinic is still waiting to see you"
+    assert "asked to see you by Tuesday 1 December 2026" in text
+    assert "as soon as you can" in text and "has asked" not in text
+
+
+def test_a_reminder_sent_later_on_its_due_day_is_not_late(pathway):
+    milestone = next(m for m in pathway.milestones if m.kind == "lab" and not m.urgent)
+    message = compose_reminder(
+        notice_for(pathway, milestone), sent_at=DUE_AT + timedelta(hours=8), **MAIL
+    )
+    assert message["Subject"] == "A blood test is due this week"
+
+
+def test_a_late_clinician_reminder_says_it_is_late_and_when_it_was_due(pathway):
+    milestone = next(m for m in pathway.milestones if m.id == "monthly-aminotransferases")
+    notice = notice_for(pathway, milestone, recipient_role="clinician", urgent=False)
+    subject, text, html = bodies(compose_reminder(notice, sent_at=LATE, **MAIL))
+    assert subject == "Late pathway reminder: was due 2026-12-01"
+    assert f"Late reminder, was due on 1 December 2026: {milestone.title}" in text
+    assert "was due on 1 December 2026" in html
+
+
+@pytest.mark.parametrize("role", ["clinician", "coordinator"])
+def test_a_clinician_email_links_to_the_patient_page(pathway, role):
+    notice = notice_for(pathway, pathway.milestones[0], recipient_role=role, patient_id=PATIENT_ID)
+    _, text, html = bodies(compose_reminder(notice, sent_at=SENT_AT, **MAIL))
+    link = f"https://aihp.clinic.test/ui/patients/{PATIENT_ID}"
+    assert f"Page:        {link}\n" in text
+    assert f'<a href="{link}">Open the patient page</a>' in html
+
+
+def test_without_a_public_url_or_a_patient_id_no_link_is_written(pathway):
+    clinician = notice_for(pathway, pathway.milestones[0], recipient_role="clinician")
+    for notice, url in (
+        (clinician, PUBLIC_URL),
+        (dataclasses.replace(clinician, patient_id=PATIENT_ID), ""),
+    ):
+        _, text, html = bodies(
+            compose_reminder(notice, sent_at=SENT_AT, **{**MAIL, "public_url": url})
+        )
+        assert "/ui/patients/" not in text + html
+
+
+def test_a_patient_email_never_links_to_the_clinic_pages(pathway):
+    milestone = next(m for m in pathway.milestones if m.kind == "lab")
+    for sent_at in (SENT_AT, LATE):
+        notice = notice_for(pathway, milestone, patient_id=PATIENT_ID)
+        subject, text, html = bodies(compose_reminder(notice, sent_at=sent_at, **MAIL))
+        assert "aihp.clinic.test" not in subject + text + html
+        assert "href" not in html
