@@ -32,10 +32,12 @@ class SqlPatientRepository:
     def __init__(self, session: Session):
         self.session = session
         self.seen: dict[str, Patient] = {}
+        self.added: set[str] = set()
 
     def add(self, patient: Patient) -> None:
         self.session.add(patient)
         self.seen[patient.id] = patient
+        self.added.add(patient.id)
 
     def get(self, patient_id: str) -> Patient:
         """The patient, or UnknownPatient."""

@@ -16,6 +16,7 @@ from engine.domain.conditions import Situation, holds
 from engine.domain.dosing import normalise_dose
 from engine.domain.durations import parse_duration
 from engine.domain.errors import EventNotAllowed, HardBlock, InvalidInput
+from engine.domain.events import StateChanged
 from engine.domain.labs import ReferenceLimits, normalise_result
 from engine.domain.machine import PathwayMachine
 from engine.domain.milestone_schedule import MilestoneSchedule
@@ -376,8 +377,7 @@ class CarePathway(OrderSafety, MilestoneSchedule):
                 continue
             milestone.reviewed_at = milestone.reviewed_at or now
             if not milestone.urgent:  # an urgent review left undecided stays open and escalates
-                milestone.status, milestone.closed_at = "completed", now
-                milestone.close_reason = "reviewed when due"
+                patient.close_milestone(milestone, "completed", now, "reviewed when due")
                 outcome.milestones_closed.append(milestone.milestone_id)
         return outcome
 
@@ -412,6 +412,9 @@ class CarePathway(OrderSafety, MilestoneSchedule):
             self._entered(patient, prior, at or now)
             self._change_facts(patient, fired.sets, now, actor, "transition", fired.rules)
             moves.append((prior, fired, fired_by))
+            patient.events.append(
+                StateChanged(patient.id, at or now, prior, patient.state, tuple(fired.rules))
+            )
             if len(moves) >= MAX_MOVES_PER_INPUT:
                 break
             prior = patient.state
@@ -532,13 +535,13 @@ class CarePathway(OrderSafety, MilestoneSchedule):
         for alert_id, (severity, message, rules, work_item) in wanted.items():
             if alert_id not in open_by_id:
                 alert = Alert(alert_id, severity, message, now, list(rules))
-                patient.alerts.append(alert)
+                patient.raise_alert(alert)
                 outcome.alerts_raised.append(alert_id)
                 self._route_alert(patient, alert, work_item, now)
         one_shot = {a.id for a in self.pathway.alerts if a.trigger is not None}
         for alert_id, current in open_by_id.items():
             if alert_id not in wanted and alert_id not in one_shot:
-                current.status, current.closed_at, current.closed_by = "resolved", now, "engine"
+                patient.resolve_alert(current, now, "engine")
                 outcome.alerts_resolved.append(alert_id)
                 self._close_alert_work(patient, alert_id, now)
 
@@ -552,7 +555,7 @@ class CarePathway(OrderSafety, MilestoneSchedule):
             return
         spec = {**routing, **(work_item or {})}
         due = parse_duration(spec.get("due", "P0D")).after(now)
-        patient.milestones.append(
+        patient.open_milestone(
             Milestone(
                 milestone_id=f"{ALERT_WORK}{alert.alert_id}",
                 title=spec.get("title") or alert.message,
@@ -573,7 +576,7 @@ class CarePathway(OrderSafety, MilestoneSchedule):
     def _close_alert_work(self, patient: Patient, alert_id: str, now: datetime) -> None:
         for row in patient.open_milestones():
             if row.milestone_id == f"{ALERT_WORK}{alert_id}":
-                row.status, row.closed_at, row.close_reason = "completed", now, "alert resolved"
+                patient.close_milestone(row, "completed", now, "alert resolved")
 
     # ---- small parts --------------------------------------------------------------------
 

@@ -32,11 +32,11 @@ class MilestoneSchedule:
             # The input that completes a milestone may also move the patient out of its
             # scope (the transplant that a referral waits for): completion is checked first.
             if self._satisfied(mdef, patient, s, row.due_at, row.created_at):
-                row.status, row.closed_at, row.close_reason = "completed", now, "done"
+                patient.close_milestone(row, "completed", now, "done")
                 outcome.milestones_closed.append(row.milestone_id)
             elif not self.pathway.in_any(patient.state, mdef.scope):
-                row.status = "completed" if mdef.completed_on_leave else "cancelled"
-                row.closed_at, row.close_reason = now, f"left {'/'.join(mdef.scope)}"
+                status = "completed" if mdef.completed_on_leave else "cancelled"
+                patient.close_milestone(row, status, now, f"left {'/'.join(mdef.scope)}")
                 outcome.milestones_closed.append(row.milestone_id)
         open_ids = {m.milestone_id for m in patient.open_milestones()}
         for mdef in self.pathway.milestones:
@@ -44,7 +44,7 @@ class MilestoneSchedule:
                 continue
             row = self._next_occurrence(patient, mdef, s, now)
             if row is not None:
-                patient.milestones.append(row)
+                patient.open_milestone(row)
                 outcome.milestones_scheduled.append(mdef.id)
 
     def _next_occurrence(

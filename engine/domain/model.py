@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from engine.domain.events import (
+    AlertRaised,
+    AlertResolved,
+    DomainEvent,
+    MilestoneClosed,
+    MilestoneOpened,
+)
+
 
 def new_id() -> str:
     """A random identifier for a new record."""
@@ -171,3 +179,29 @@ class Patient:
         if records is None:
             records = self.__dict__["_audit"] = []
         return records
+
+    @property
+    def events(self) -> list[DomainEvent]:
+        """Domain events of the current unit of work, handed to the message bus on commit."""
+        recorded = self.__dict__.get("_events")
+        if recorded is None:
+            recorded = self.__dict__["_events"] = []
+        return recorded
+
+    def open_milestone(self, milestone: Milestone) -> None:
+        """Add an open milestone (its reminders get planned on commit)."""
+        self.milestones.append(milestone)
+        self.events.append(MilestoneOpened(self.id, milestone.created_at, milestone))
+
+    def close_milestone(self, milestone: Milestone, status: str, at: datetime, reason: str) -> None:
+        """Complete or cancel an open milestone (its unsent reminders get cancelled on commit)."""
+        milestone.status, milestone.closed_at, milestone.close_reason = status, at, reason
+        self.events.append(MilestoneClosed(self.id, at, milestone))
+
+    def raise_alert(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+        self.events.append(AlertRaised(self.id, alert.raised_at, alert))
+
+    def resolve_alert(self, alert: Alert, at: datetime, by: str) -> None:
+        alert.status, alert.closed_at, alert.closed_by = "resolved", at, by
+        self.events.append(AlertResolved(self.id, at, alert))

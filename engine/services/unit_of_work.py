@@ -1,25 +1,26 @@
 """Unit of work: one transaction around one use case, with the clock the engine reads.
 
-`commit()` writes the audit records the aggregate produced in the same transaction, schedules
-the reminders of newly opened milestones and cancels those of closed ones (so reminders always
-match the pathway), and turns a lost optimistic-locking race (or SQLite's writer lock) into
-`ConcurrencyConflict`.
+`commit()` hands the domain events the patients recorded to the message bus (whose handlers
+plan the reminders of opened milestones and cancel those of closed ones, so reminders always
+match the pathway), writes the audit records the aggregate produced, all in the same
+transaction, and turns a lost optimistic-locking race (or SQLite's writer lock) into
+`ConcurrencyConflict`. It reads what changed from the events, never from the ORM's state.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.attributes import flag_modified, get_history
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 
 from engine.adapters.reminder_store import SqlReminderStore
 from engine.adapters.repository import SqlAuditLog, SqlPatientRepository
 from engine.clock import Clock, SystemClock
 from engine.domain.errors import ConcurrencyConflict
-from engine.domain.model import AuditRecord, Milestone, Patient
-from engine.domain.reminders import plan_reminders
+from engine.domain.events import DomainEvent
+from engine.domain.model import AuditRecord
+from engine.services import message_bus
 
 
 class SqlAlchemyUnitOfWork:
@@ -33,6 +34,7 @@ class SqlAlchemyUnitOfWork:
     def __init__(self, sessions: sessionmaker[Session], clock: Clock | None = None):
         self._sessions = sessions
         self.clock: Clock = clock or SystemClock()
+        self.events_handled: list[DomainEvent] = []
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = self._sessions()
@@ -46,20 +48,19 @@ class SqlAlchemyUnitOfWork:
         self.session.close()
 
     def commit(self) -> None:
-        """Write audit records and commit; ConcurrencyConflict if another writer won."""
-        for patient in self.patients.seen.values():
-            if patient.audit and patient in self.session and not _is_new(self.session, patient):
+        """Handle the patients' events, write audit records and commit; ConcurrencyConflict if
+        another writer won."""
+        seen = list(self.patients.seen.values())
+        for patient in seen:
+            if patient.audit and patient.id not in self.patients.added:
                 flag_modified(patient, "updated_at")  # every change bumps and checks the version
         try:
-            opened, closed = _milestone_changes(self.session, self.patients.seen)
+            self.events_handled = [event for patient in seen for event in patient.events]
             self.session.flush()
-            if opened or closed:
-                now = self.clock.now()
-                for patient, milestone in opened:
-                    self.reminders.add(plan_reminders(patient, milestone, now))
-                self.reminders.cancel_for_milestones(closed, now, "milestone closed")
+            if self.events_handled:
+                message_bus.handle(self.events_handled, self)
                 self.session.flush()
-            for patient in self.patients.seen.values():
+            for patient in seen:
                 self.audit.append(patient.audit)
             self.session.commit()
         except StaleDataError as exc:
@@ -72,40 +73,20 @@ class SqlAlchemyUnitOfWork:
             if "locked" in str(exc.orig).lower():
                 raise ConcurrencyConflict("the patient record is busy; try again") from exc
             raise
-        for patient in self.patients.seen.values():
-            patient.audit.clear()
+        self.patients.added.clear()
+        self._forget_recorded()
 
     def rollback(self) -> None:
         self.session.rollback()
+        self._forget_recorded()
+
+    def _forget_recorded(self) -> None:
         for patient in self.patients.seen.values():
             patient.audit.clear()
+            patient.events.clear()
 
     def record_only(self, records: list[AuditRecord]) -> None:
         """Audit something that changed nothing (a refusal, a read) in its own transaction."""
         self.session.rollback()
         self.audit.append(records)
         self.session.commit()
-
-
-def _is_new(session: Session, patient: object) -> bool:
-    return inspect(patient).pending
-
-
-def _milestone_changes(
-    session: Session, patients: dict[str, Patient]
-) -> tuple[list[tuple[Patient, Milestone]], list[str]]:
-    """Milestones opened (new and pending) and closed (status changed) in this unit of work.
-
-    Only the session's new and dirty objects are looked at, not every loaded milestone.
-    """
-    opened = [
-        (patients[m.patient_id], m)
-        for m in session.new
-        if isinstance(m, Milestone) and m.is_open and m.patient_id in patients
-    ]
-    closed = [
-        m.id
-        for m in session.dirty
-        if isinstance(m, Milestone) and not m.is_open and get_history(m, "status").has_changes()
-    ]
-    return opened, closed
