@@ -114,15 +114,16 @@ coordinator_items = Table(
     Index("ix_coordinator_items_patient", "patient_id"),
 )
 # The queue page's two sort orders (urgency: urgent first, then due; due date), each read in
-# order within a site from a partial index over live items (migration 0006). The urgency index
-# also carries what the counts per queue read, so they come from an index-only scan.
+# order within a site from a partial index over live items (migration 0006). Both carry what
+# the counts per queue read, so the counts come from an index-only scan of either.
+_COUNTED = ["kind", "milestone_kind", "status", "snoozed_until", "clinician"]
 Index(
     "ix_coordinator_items_live_urgency",
     coordinator_items.c.site,
     URGENCY_KEY,
     coordinator_items.c.due_at,
     coordinator_items.c.id,
-    postgresql_include=["kind", "milestone_kind", "status", "snoozed_until", "clinician"],
+    postgresql_include=_COUNTED,
     postgresql_where=_LIVE_ITEM,
     sqlite_where=_LIVE_ITEM,
 )
@@ -131,6 +132,7 @@ Index(
     coordinator_items.c.site,
     coordinator_items.c.due_at,
     coordinator_items.c.id,
+    postgresql_include=_COUNTED,
     postgresql_where=_LIVE_ITEM,
     sqlite_where=_LIVE_ITEM,
 )
