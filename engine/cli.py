@@ -513,6 +513,10 @@ from engine import cli_care_team  # noqa: E402
 
 cli_care_team.register(app)
 
+from lab_feed.cli import app as hl7_app  # noqa: E402
+
+app.add_typer(hl7_app, name="hl7")
+
 
 def main() -> None:  # pragma: no cover - console entry
     app(prog_name="aihp")

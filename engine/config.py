@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     cookie_secure: bool = True
     session_hours: float = 12.0
     session_secret: str | None = None
+    # The HL7 lab feed (`aihp hl7 listen`) acts as the user this bearer token stands for.
+    hl7_token: str | None = None
 
 
 @cache
