@@ -39,9 +39,16 @@ from engine.services.access import NotAuthenticated, UnknownUser
 class FhirError(Exception):
     """A request the facade refuses before any service is called (malformed FHIR content)."""
 
-    def __init__(self, diagnostics: str, status: int = 400, code: str = "invalid"):
+    def __init__(
+        self,
+        diagnostics: str,
+        status: int = 400,
+        code: str = "invalid",
+        expression: str | None = None,
+    ):
         super().__init__(diagnostics)
         self.diagnostics, self.status, self.code = diagnostics, status, code
+        self.expression = expression  # the offending element (FHIRPath), when one is named
 
 
 #: Domain errors by the most specific class first: (class, HTTP status, issue code).
@@ -83,7 +90,8 @@ def operation_outcome(
 def outcome_for(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(HTTP status, OperationOutcome, headers) for an error, or re-raise if unexpected."""
     if isinstance(error, FhirError):
-        return error.status, operation_outcome(error.diagnostics, error.code), {}
+        outcome = operation_outcome(error.diagnostics, error.code, expression=error.expression)
+        return error.status, outcome, {}
     if isinstance(error, DomainError):
         status, code = next((s, c) for cls, s, c in DOMAIN if isinstance(error, cls))
         if isinstance(error, InvalidInput) and "unit" in error.message:
