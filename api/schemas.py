@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     Strict,
 )
 
@@ -206,6 +207,10 @@ class UserRequest(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
     role: Literal["clinician", "coordinator", "lab-interface", "auditor", "admin"]
     site: Text64 | None = None
+    password: Annotated[
+        SecretStr | None,
+        Field(description="For the login page; never stored or shown (an argon2 hash is kept)."),
+    ] = None
 
 
 class TokenRequest(BaseModel):

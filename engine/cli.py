@@ -455,14 +455,17 @@ def demo(
     logins = _demo_team(settings)
     site_url = f"http://{host}:{port}/ui/"
     out.print(f"\n[bold]Coordinator page:[/] {site_url}  (API: http://{host}:{port}/docs)")
-    out.print("[bold]Demo logins[/] (paste a token into the login form, or send it as a bearer):")
+    out.print("[bold]Demo logins[/] ([bold red]demo only[/]: new random passwords each start):")
     for login in logins:
         where = f" at {login.site}" if login.site else ""
         out.print(
-            f"  {login.role:<11} {login.name}{where}: {login.token}",
+            f"  {login.role:<11} {login.name}{where}: password {login.password}",
             highlight=False,
             soft_wrap=True,
         )
+    out.print("[bold]API tokens[/] (Authorization: Bearer, or the login page's system option):")
+    for login in logins:
+        out.print(f"  {login.name}: {login.token}", highlight=False, soft_wrap=True)
     if serve:
         import uvicorn
 
@@ -494,10 +497,11 @@ def _demo_team(settings):
     from engine.adapters.mail import mailer_from_settings
     from engine.demo_team import create_demo_logins, dispatch_round, register_cohort_clinicians
     from engine.services.reminders import DeliveryPolicy
+    from engine.services.sign_in import SignInPolicy
 
     uow_factory = unit_of_work_factory(settings)
     register_cohort_clinicians(uow_factory)
-    logins = create_demo_logins(uow_factory)
+    logins = create_demo_logins(uow_factory, SignInPolicy.from_settings(settings))
     mailer = mailer_from_settings(settings)
     try:
         outcomes = dispatch_round(uow_factory, mailer, DeliveryPolicy.from_settings(settings))

@@ -43,12 +43,24 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     max_bundle_bytes: int = 20_000_000
     max_json_depth: int = 64
-    # The pages' session cookie: Secure (HTTPS only) unless the embedded demo turns it off, and
-    # how long a login lasts; sessions are signed with `session_secret` (a random one per
-    # process when unset: a restart then logs everyone out).
+    # The pages' session cookie: Secure (HTTPS only) unless the embedded demo turns it off. A
+    # session (server-side, engine/services/sign_in.py) ends `session_hours` after the login or
+    # `session_idle_minutes` after its last request; a page request may trust a session checked
+    # within `session_cache_seconds` in this process (0: look it up every time).
     cookie_secure: bool = True
     session_hours: float = 12.0
-    session_secret: str | None = None
+    session_idle_minutes: float = 30.0
+    session_cache_seconds: float = 5.0
+    # Password login: `login_max_failures` wrong passwords for one user name within
+    # `login_failure_window_minutes` lock that name for `login_lockout_minutes`.
+    password_min_length: int = 12
+    login_max_failures: int = 5
+    login_failure_window_minutes: float = 15.0
+    login_lockout_minutes: float = 15.0
+    # argon2id cost (OWASP's minimum: 2 passes over 19 MiB, one lane; about 0.1 s a login).
+    password_hash_time_cost: int = 2
+    password_hash_memory_kib: int = 19456
+    password_hash_parallelism: int = 1
     # The HL7 lab feed (`aihp hl7 listen`) acts as the user this bearer token stands for.
     hl7_token: str | None = None
 

@@ -1,5 +1,6 @@
 """The demo's care team: the cohort's clinicians with example emails, one user per role with a
-token, and one dispatch round so the queues and the outbox have something in them.
+demo-only password and a token, and one dispatch round so the queues and the outbox have
+something in them.
 
 Used by `aihp demo` after it has seeded the synthetic cohort, and by the browser tests.
 Everything goes through the services (care-team directory, access, dispatch), as any
@@ -8,6 +9,7 @@ deployment would.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from engine.services.care_team import register_clinician
 from engine.services.dispatch import dispatch_due_reminders
 from engine.services.patients import review_due_patients
 from engine.services.reminders import DeliveryPolicy
+from engine.services.sign_in import SignInPolicy, set_password
 from engine.synthetic_cohort import CLINICIANS, SITES
 
 ACTOR = "demo"
@@ -32,11 +35,13 @@ DEMO_USERS = (
 
 @dataclass(frozen=True)
 class DemoLogin:
-    """A demo user and the token to log in with."""
+    """A demo user, the password to log in to the pages with (demo only: a new random one each
+    time the demo starts) and an API token."""
 
     name: str
     role: str
     site: str | None
+    password: str
     token: str
 
 
@@ -54,13 +59,20 @@ def register_cohort_clinicians(uow_factory: UnitOfWorkFactory) -> int:
     return len(CLINICIANS)
 
 
-def create_demo_logins(uow_factory: UnitOfWorkFactory, days: int = 30) -> list[DemoLogin]:
-    """One user per role in DEMO_USERS, each with a fresh token."""
+def create_demo_logins(
+    uow_factory: UnitOfWorkFactory, policy: SignInPolicy, days: int = 30
+) -> list[DemoLogin]:
+    """One user per role in DEMO_USERS (created if missing), each with a fresh random demo
+    password (their earlier sessions end) and a fresh token."""
+    existing = {user["name"] for user in access.list_users(uow_factory())}
     logins = []
     for name, role, site in DEMO_USERS:
-        access.create_user(uow_factory(), ACTOR, name=name, role=role, site=site)
+        if name not in existing:
+            access.create_user(uow_factory(), ACTOR, name=name, role=role, site=site)
+        password = f"demo-{secrets.token_urlsafe(12)}"
+        set_password(uow_factory(), ACTOR, name, password, policy)
         token = access.issue_token(uow_factory(), ACTOR, name, days=days)["token"]
-        logins.append(DemoLogin(name, role, site, token))
+        logins.append(DemoLogin(name, role, site, password, token))
     return logins
 
 

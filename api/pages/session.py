@@ -1,12 +1,12 @@
-"""How a page knows its user: the API token in an HttpOnly cookie, the same roles as the API,
-and a CSRF token and an Origin check on every form.
+"""How a page knows its user: a server-side session whose random id is the HttpOnly cookie, the
+same roles as the API, and a CSRF token and an Origin check on every form.
 
-The login form takes an API token (`aihp token create`, or the one `aihp demo` prints) and
-keeps it in an HttpOnly, SameSite=Strict cookie, Secure unless `AIHP_COOKIE_SECURE=false`
-(the embedded demo on plain http). The cookie holds the time of the login and a signature
-(HMAC with `AIHP_SESSION_SECRET`) beside the token: a session ends `AIHP_SESSION_HOURS` after
-the login, whatever the browser keeps. Every page authenticates the token through
-`engine.services.access`, exactly as the API authenticates a bearer token.
+The login form takes a user name and password (or, for systems, an API token) and opens a
+session with `engine.services.sign_in`: the cookie carries only the session's random id (the
+database keeps its SHA-256 hash), never the password or the API token. It is HttpOnly,
+SameSite=Strict and Secure unless `AIHP_COOKIE_SECURE=false` (the embedded demo on plain http).
+A session ends `AIHP_SESSION_HOURS` after the login, `AIHP_SESSION_IDLE_MINUTES` after its last
+request, or at logout (revoked on the server), whatever the browser keeps.
 
 Every state-changing form (login included) must come from this site: its `Origin` (or, when a
 browser sends none, its `Referer`) must name this host, and it must carry its CSRF token. The
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +30,10 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from engine.services import access, access_policy
+from engine.services import access_policy, sign_in
 from engine.services.access import NotAuthenticated, Principal
 from engine.services.access_policy import Decision
+from engine.services.sign_in import SignInPolicy
 
 COOKIE = "aihp_session"
 LOGIN_COOKIE = "aihp_login"
@@ -96,38 +96,9 @@ def csrf_token(session_token: str) -> str:
     return hashlib.sha256(b"aihp-pages-csrf\0" + session_token.encode()).hexdigest()
 
 
-def _session_key(request: Request) -> bytes:
-    """The key sessions are signed with: the configured secret, else one per app process."""
-    secret = request.app.state.settings.session_secret
-    if secret:
-        return secret.encode()
-    if getattr(request.app.state, "session_key", None) is None:
-        request.app.state.session_key = secrets.token_bytes(32)
-    return request.app.state.session_key
-
-
-def _signature(request: Request, issued: str, token: str) -> str:
-    message = f"{issued}.{token}".encode()
-    return hmac.new(_session_key(request), message, hashlib.sha256).hexdigest()[:32]
-
-
-def session_cookie(request: Request, token: str) -> str:
-    """The session cookie's value for a login with `token` now: issued time, signature, token."""
-    issued = str(int(request.app.state.clock.now().timestamp()))
-    return f"{issued}.{_signature(request, issued, token)}.{token}"
-
-
-def session_token(request: Request) -> str | None:
-    """The API token of a signed session cookie that has not expired, or None."""
-    issued, _, rest = request.cookies.get(COOKIE, "").partition(".")
-    signature, _, token = rest.partition(".")
-    if not (issued.isdigit() and token):
-        return None
-    if not hmac.compare_digest(signature, _signature(request, issued, token)):
-        return None
-    age = request.app.state.clock.now().timestamp() - int(issued)
-    hours = request.app.state.settings.session_hours
-    return token if -60 <= age <= hours * 3600 else None
+def sign_in_policy(request: Request) -> SignInPolicy:
+    """The login and session numbers of this app's settings."""
+    return SignInPolicy.from_settings(request.app.state.settings)
 
 
 def from_this_site(request: Request) -> bool:
@@ -153,9 +124,10 @@ def form_fields(body: bytes) -> dict[str, str]:
 
 def page_principal(request: Request) -> Principal:
     """The user of the session cookie, or LoginRequired."""
-    token = session_token(request)
+    session_id = request.cookies.get(COOKIE)
+    uow = request.app.state.uow_factory()
     try:
-        principal = access.authenticate(request.app.state.uow_factory(), token)
+        principal = sign_in.session_principal(uow, session_id, sign_in_policy(request))
     except NotAuthenticated:
         raise LoginRequired() from None
     request.state.principal_id = principal.user_id  # the access log names the caller by id

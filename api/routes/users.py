@@ -1,6 +1,7 @@
 """Users and their bearer tokens (admins, within their site), and `GET /users/me` for every
 caller. A site admin manages only its own site's users (not admins); another site's user is a
-404, exactly like an unknown id; only an admin without a site creates global users or admins."""
+404, exactly like an unknown id; only an admin without a site creates global users or admins.
+A user created with a password can log in to the pages (engine/services/sign_in.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from api import schemas
 from api.deps import (
     Idempotent,
     Me,
+    SettingsDep,
     TokenIssuer,
     TokenRevoker,
     UnitOfWork,
@@ -21,6 +23,7 @@ from api.deps import (
 )
 from api.errors import problems
 from engine.services import access
+from engine.services.sign_in import SignInPolicy
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(reject_unknown_query)])
 Id = Annotated[str, Path(min_length=1, max_length=64)]
@@ -54,11 +57,25 @@ def list_users(principal: UserLister, uow: UnitOfWork) -> list[dict]:
     summary="Create a user with one role (coordinators need a site; a site admin: its site only)",
 )
 def create_user(
-    body: schemas.UserRequest, principal: UserCreator, uow: UnitOfWork, once: Idempotent
+    body: schemas.UserRequest,
+    principal: UserCreator,
+    uow: UnitOfWork,
+    once: Idempotent,
+    settings: SettingsDep,
 ):
+    """With `password`, the user can log in to the pages (the password policy applies: 422);
+    the answer never carries it."""
+    password = body.password.get_secret_value() if body.password is not None else None
     return once(
         lambda: access.create_user(
-            uow(), principal.actor, name=body.name, role=body.role, site=body.site, by=principal
+            uow(),
+            principal.actor,
+            name=body.name,
+            role=body.role,
+            site=body.site,
+            by=principal,
+            password=password,
+            password_policy=SignInPolicy.from_settings(settings),
         ),
         schemas.User,
         201,

@@ -1,4 +1,6 @@
-"""Tables for API access: users, bearer tokens (SHA-256 hashes only) and idempotency keys.
+"""Tables for access: users (with an argon2 password hash), bearer tokens (SHA-256 hashes only),
+the pages' login sessions (SHA-256 hashes of their ids only), the failed-login throttle per user
+name, and idempotency keys.
 
 They share `engine.adapters.orm.metadata`, so Alembic sees one schema. Plain Core tables: the
 access service reads and writes rows, there is no domain class to map.
@@ -29,6 +31,8 @@ users = Table(
     Column("site", String(64)),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("password_hash", String(256)),
+    Column("password_set_at", UTCDateTime),
 )
 
 api_tokens = Table(
@@ -56,4 +60,27 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("principal", "key"),
     Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("session_hash", String(64), nullable=False, unique=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("api_token_id", ID, ForeignKey("api_tokens.id", ondelete="CASCADE")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Index("ix_login_sessions_user", "user_id"),
+)
+
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("name_hash", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("first_failed_at", UTCDateTime),
+    Column("locked_until", UTCDateTime),
 )

@@ -50,9 +50,12 @@ def create_user(
     role: str,
     site: str | None = None,
     by: Principal | None = None,
+    password: str | None = None,
+    password_policy: Any = None,
 ) -> dict[str, Any]:
     """Create a user with one role; coordinators must belong to a site. A site given but blank
-    is refused (it must not silently become a user of every site)."""
+    is refused (it must not silently become a user of every site). With `password` (checked
+    against `password_policy`, a `sign_in.SignInPolicy`), the user can log in to the pages."""
     name = name.strip()
     if site is not None:
         site = site.strip()
@@ -66,13 +69,23 @@ def create_user(
         raise InvalidInput(f"a {role} needs a site")
     if by is not None:
         enforce(by, "user.create", Resource(site, role))
+    if password is not None:
+        from engine.services.sign_in import SignInPolicy, check_password, hash_password
+
+        password_policy = password_policy or SignInPolicy()
+        check_password(name, password, password_policy)
     with uow:
         if uow.session.execute(select(users.c.id).where(users.c.name == name)).first():
             raise InvalidInput(f"a user named {name!r} already exists")
         now = uow.clock.now()
         row = {"id": new_id(), "name": name, "role": role, "site": site, "active": True}
-        uow.session.execute(insert(users).values(**row, created_at=now))
-        uow.audit.append([AuditRecord(now, actor, "user_created", None, detail=_public(row))])
+        stored = {}
+        if password is not None:
+            hashed = hash_password(password, password_policy)
+            stored = {"password_hash": hashed, "password_set_at": now}
+        uow.session.execute(insert(users).values(**row, **stored, created_at=now))
+        detail = {**_public(row), "password": bool(stored)}
+        uow.audit.append([AuditRecord(now, actor, "user_created", None, detail=detail)])
         uow.session.commit()
         return {**_public(row), "created_at": now}
 
@@ -106,7 +119,7 @@ def issue_token(
         ).first()
         if found is None or not found.active:
             raise UnknownUser(f"no active user {user!r}")
-        _may_manage(by, "token.issue", found, user)
+        may_manage(by, "token.issue", found, user)
         now = uow.clock.now()
         token = secrets.token_urlsafe(32)
         row = {
@@ -138,7 +151,7 @@ def revoke_token(
         if row is None or (user_id is not None and row.user_id != user_id):
             raise UnknownUser(f"no token {token_id!r}")
         owner = uow.session.execute(select(users).where(users.c.id == row.user_id)).one()
-        _may_manage(by, "token.revoke", owner, token_id)
+        may_manage(by, "token.revoke", owner, token_id)
         now = uow.clock.now()
         revoked_at = row.revoked_at or now
         if row.revoked_at is None:
@@ -149,6 +162,9 @@ def revoke_token(
                 [AuditRecord(now, actor, "token_revoked", None, detail={"token_id": token_id})]
             )
             uow.session.commit()
+            from engine.services.sign_in import forget_sessions
+
+            forget_sessions()  # sessions opened with this token end now in this process
         return _token_view({**row._mapping, "revoked_at": revoked_at})
 
 
@@ -171,7 +187,7 @@ def authenticate(uow: SqlAlchemyUnitOfWork, token: str | None) -> Principal:
         return Principal(row.id, row.name, row.role, row.site)
 
 
-def _may_manage(by: Principal | None, action: str, user: Any, asked: str) -> None:
+def may_manage(by: Principal | None, action: str, user: Any, asked: str) -> None:
     """The policy on managing `user`; another site's user is unknown, exactly like a wrong id."""
     if by is not None:
         missing = partial(UnknownUser, f"no such user or token {asked!r}")

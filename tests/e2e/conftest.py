@@ -30,6 +30,7 @@ from engine.demo_team import DEMO_USERS, dispatch_round
 from engine.services import access
 from engine.services.patients import enrol_patient, record_clinical_event
 from engine.services.reminders import DeliveryPolicy
+from engine.services.sign_in import SignInPolicy, set_password
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -59,6 +60,7 @@ class Demo:
     uow_factory: UnitOfWorkFactory
     tokens: dict[str, str] = field(default_factory=dict)
     patients: dict[str, str] = field(default_factory=dict)
+    passwords: dict[str, str] = field(default_factory=dict)
 
 
 def _aihp() -> str:
@@ -131,6 +133,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         name: access.issue_token(uow_factory(), "e2e", name)["token"]
         for name in [user[0] for user in DEMO_USERS] + ["lab-feed"]
     }
+    passwords = {name: f"e2e-password-of-{name}" for name in tokens}
+    for name, password in passwords.items():
+        set_password(uow_factory(), "e2e", name, password, SignInPolicy.from_settings(settings))
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -148,7 +153,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield Demo(f"http://127.0.0.1:{port}", settings, uow_factory, tokens, patients)
+        yield Demo(f"http://127.0.0.1:{port}", settings, uow_factory, tokens, patients, passwords)
     finally:
         server.should_exit = True
         thread.join(10)
@@ -188,11 +193,12 @@ def page(browser_context):
 
 @pytest.fixture
 def login(page, demo: Demo):
-    """Log `page` in as a demo user through the login form."""
+    """Log `page` in as a demo user through the login form (user name and password)."""
 
     def log_in(name: str):
         page.goto(f"{demo.url}/ui/login")
-        page.get_by_label("API token").fill(demo.tokens[name])
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password").fill(demo.passwords[name])
         page.get_by_role("button", name="Log in").click()
         page.wait_for_load_state()
         return page

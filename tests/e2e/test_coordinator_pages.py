@@ -14,10 +14,11 @@ from engine.services.patient_directory import list_patients
 from engine.services.patients import patient_history
 
 
-def test_a_coordinator_logs_in_with_a_token_and_lands_on_the_queues(page, demo, screenshot):
+def test_a_coordinator_logs_in_with_a_password_and_lands_on_the_queues(page, demo, screenshot):
     page.goto(f"{demo.url}/ui/login")
     screenshot(page, "01-login")
-    page.get_by_label("API token").fill(demo.tokens["coordinator-north"])
+    page.get_by_label("User name").fill("coordinator-north")
+    page.get_by_label("Password").fill(demo.passwords["coordinator-north"])
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{demo.url}/ui/queues")
     expect(page.get_by_role("heading", level=1)).to_contain_text("site north")
@@ -140,4 +141,4 @@ def test_a_lab_interface_is_refused_with_403(login, demo):
 def test_without_a_cookie_a_page_redirects_to_the_login_form(page, demo):
     page.goto(f"{demo.url}/ui/patients/{demo.patients['overdue']}")
     expect(page).to_have_url(re.compile(r"/ui/login\?next=/ui/patients/"))
-    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.get_by_label("Password")).to_be_visible()

@@ -103,9 +103,12 @@ def test_a_session_ends_after_its_hours(client, callers, clock, app):
 
 
 def test_a_tampered_session_cookie_is_no_session(client, callers):
-    assert log_in(client, callers.tokens["coordinator"]["token"]).status_code == 303
-    issued, signature, token = client.cookies["aihp_session"].split(".", 2)
-    client.cookies.set("aihp_session", f"{int(issued) + 86400}.{signature}.{token}", path="/ui")
+    token = callers.tokens["coordinator"]["token"]
+    assert log_in(client, token).status_code == 303
+    session = client.cookies["aihp_session"]
+    assert token not in session  # a random session id, never the API token
+    altered = session[:-1] + ("A" if session[-1] != "A" else "B")
+    client.cookies.set("aihp_session", altered, path="/ui")
     assert client.get("/ui/queues", follow_redirects=False).status_code == 303
     client.cookies.set("aihp_session", token, path="/ui")  # the bare API token of old
     assert client.get("/ui/queues", follow_redirects=False).status_code == 303
