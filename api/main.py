@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import docs, errors, fhir, pages
+from api import cds_hooks, docs, errors, fhir, pages
 from api.boundary import (
     HttpMiddleware,
     LastResort,
@@ -77,6 +77,7 @@ def create_app(
         audit.router,
         users.router,
         fhir.router,
+        cds_hooks.router,
     ):
         app.include_router(router)
     errors.install(app)

@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from engine.domain.errors import DomainError
 
-ROLES = ("clinician", "coordinator", "lab-interface", "auditor", "admin")
+ROLES = ("clinician", "coordinator", "lab-interface", "auditor", "admin", "ehr")
 #: Users with these roles are managed by global admins only.
 GLOBAL_ONLY_ROLES = frozenset({"admin"})
 
@@ -86,6 +86,7 @@ POLICY: dict[str, Rule] = {
     "lab.record": _rule("clinician lab-interface", "record lab results"),
     "event.record": _rule("clinician", "record clinical events"),
     "order.place": _rule("clinician", "order medication"),
+    "order.review": _rule("ehr", "check an EHR's draft orders against the pathway (CDS Hooks)"),
     "pathway.read": _rule("clinician coordinator auditor admin", "read the pathway"),
     "queue.read": _rule("clinician coordinator", "see the coordinator queues"),
     "queue.work": _rule("coordinator", "claim, release, complete or snooze work items"),
