@@ -11,7 +11,10 @@ other exception is a failure. After every accepted input:
     milestones (ids and due times) and open alerts;
 (d) every order carries a positive normalised dose and the unit it was given in;
 (e) every open critical alert has its open work item, and no work item outlives its alert;
-(f) sticky safety facts (TPMT deficiency, past HBV) never clear without an explicit event.
+(f) sticky safety facts (TPMT deficiency, past HBV) never clear without an explicit event;
+(g) the domain events recorded tell exactly which milestones and alerts opened and closed and
+    where the patient moved (the unit of work plans and cancels reminders from them alone);
+    a refused input records none.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
@@ -26,6 +30,13 @@ from hypothesis import strategies as st
 
 from engine.domain.care import new_patient
 from engine.domain.errors import DomainError
+from engine.domain.events import (
+    AlertRaised,
+    AlertResolved,
+    MilestoneClosed,
+    MilestoneOpened,
+    StateChanged,
+)
 from engine.domain.model import Patient
 from tests.fixtures_domain import DEFAULT_UNITS, T0, care
 
@@ -197,6 +208,9 @@ class Driver:
             "facts": dict(self.patient.facts),
             "tpmt": latest_value(self.patient, "TPMT"),
             "state": self.patient.state,
+            "open_milestones": {m.id for m in self.patient.open_milestones()},
+            "open_alerts": {a.id for a in self.patient.open_alerts()},
+            "events": len(self.patient.events),
         }
         try:
             getattr(care(), method)(self.patient, *args, **kw)
@@ -278,6 +292,7 @@ def snapshot(p: Patient) -> tuple:
         [(m.id, m.status, m.reviewed_at) for m in p.milestones],
         [(a.id, a.status) for a in p.alerts],
         len(p.audit),
+        len(p.events),
     )
 
 
@@ -349,6 +364,29 @@ def check_invariants(p: Patient, method: str, args: tuple, pre: dict[str, Any]) 
     # final states are final
     if PATHWAY.states[pre["state"]].final:
         assert p.state == pre["state"]
+    check_events(p, pre)
+
+
+def check_events(p: Patient, pre: dict[str, Any]) -> None:
+    """(g) the step's domain events match what changed, nothing more, nothing less."""
+    new = p.events[pre["events"] :]
+
+    def ids(kind: type, attr: str) -> set[str]:
+        return {getattr(e, attr).id for e in new if isinstance(e, kind)}
+
+    opened, closed = ids(MilestoneOpened, "milestone"), ids(MilestoneClosed, "milestone")
+    now_open = {m.id for m in p.open_milestones()}
+    assert opened - closed == now_open - pre["open_milestones"], "opened milestones"
+    assert closed - opened == pre["open_milestones"] - now_open, "closed milestones"
+    raised, resolved = ids(AlertRaised, "alert"), ids(AlertResolved, "alert")
+    alerts_open = {a.id for a in p.open_alerts()}
+    assert raised - resolved == alerts_open - pre["open_alerts"], "raised alerts"
+    assert resolved - raised == pre["open_alerts"] - alerts_open, "resolved alerts"
+    moves = [e for e in new if isinstance(e, StateChanged)]
+    if p.state != pre["state"]:
+        assert moves and moves[0].before == pre["state"] and moves[-1].after == p.state
+    for earlier, later in pairwise(moves):
+        assert earlier.after == later.before
 
 
 def replay(demographics: dict[str, Any], accepted: list[tuple[str, tuple, dict]]) -> Patient:
