@@ -3,11 +3,14 @@ as FHIR), a lab-interface user at `north` for the feed, and the listener on a re
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.adapters.migrate import upgrade
 from engine.adapters.pathway_files import PATHWAY_DIR
 from engine.services import access
 from engine.services import patients as service
@@ -19,8 +22,28 @@ from tests.api import conftest as api
 
 # The API tests' fixtures: a migrated database (SQLite, or PostgreSQL by indirect parameter), a
 # manual clock, units of work, the app and its callers (to post the same results as FHIR).
-database_url, clock, uow_factory = api.database_url, api.clock, api.uow_factory
+clock, uow_factory = api.clock, api.uow_factory
 app, client, callers = api.app, api.client, api.callers
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """One migrated SQLite file per session; each test gets a copy (migrating takes longer)."""
+    path = tmp_path_factory.mktemp("lab-feed") / "migrated.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path) -> str:
+    """A fresh migrated database: a copy of the SQLite file, or with
+    `parametrize("database_url", ["postgresql"], indirect=True)` a new PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        upgrade(url)
+        return url
+    shutil.copy(migrated_sqlite, tmp_path / "feed.db")
+    return f"sqlite:///{tmp_path / 'feed.db'}"
 
 
 @pytest.fixture
