@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "lab/clinical input ingestion",
     "dispatch": "reminder and alert dispatch",
     "api": "the coordinator API",
+    "cds": "CDS Hooks order-sign over HTTP with a prefetch, beside the service call",
 }
 
 

@@ -106,12 +106,49 @@ class World:
         )
         return outcome["record_id"]
 
+    def cds_card(self, patient_id: str) -> str:
+        """The id of a card the north EHR's order-sign review gave for the patient."""
+        response = self.client.post(
+            "/cds-services/aih-order-sign",
+            json=cds_hook_request(patient_id),
+            headers={"Authorization": f"Bearer {self.token('ehr-own-site')}"},
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["cards"][0]["uuid"]
+
     def user(self, site: str = "north", role: str = "clinician") -> dict[str, Any]:
         """A fresh user (and one token of theirs) for the admin routes to manage."""
         name = f"managed-{self.serial('user')}"
         made = access.create_user(self.uow_factory(), "test", name=name, role=role, site=site)
         token = access.issue_token(self.uow_factory(), "test", made["id"])
         return {**made, "token_id": token["id"], "token": token["token"]}
+
+
+def cds_hook_request(patient_id: str) -> dict[str, Any]:
+    """An order-sign request for budesonide 9 mg/day (a warning card without high steroid risk)."""
+    budesonide = {
+        "resourceType": "MedicationRequest",
+        "id": "bud-1",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "budesonide 3 mg capsule"},
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 3, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [{"doseQuantity": {"value": 3, "code": "mg"}}],
+            }
+        ],
+    }
+    draft_orders = {"resourceType": "Bundle", "entry": [{"resource": budesonide}]}
+    return {
+        "hook": "order-sign",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": patient_id,
+            "draftOrders": draft_orders,
+        },
+    }
 
 
 def origin(client: TestClient) -> dict[str, str]:

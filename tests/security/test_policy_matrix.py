@@ -28,6 +28,7 @@ from tests.security.policy_world import (  # noqa: F401  (world_fixture: the `wo
     CALLERS,
     World,
     caller_name,
+    cds_hook_request,
     log_in,
     origin,
     world_fixture,
@@ -156,6 +157,11 @@ def _prepare(world: World, method: str, path: str) -> tuple[str, dict[str, Any]]
         made["resource"] = Resource("north", "clinician")
     if (method, path) in (("POST", "/fhir/Observation"), ("POST", "/fhir")):
         made |= {"patient_id": world.patient(), "resource": Resource("north")}
+    if "{service_id}" in path:  # CDS Hooks: a north patient's draft order, a card of its review
+        ids["service_id"] = "aih-order-sign"
+        made |= {"patient_id": world.patient(), "resource": Resource("north")}
+        if path.endswith("/feedback"):
+            made["card"] = world.cds_card(made["patient_id"])
     return path.format(**ids), made
 
 
@@ -185,6 +191,10 @@ def _body(world: World, method: str, path: str, made: dict[str, Any]) -> Any:
         "/users/{user_id}/tokens": {"days": 7},
         "/fhir/Patient": fhir.patient("north"),
     }
+    if path == "/cds-services/{service_id}":
+        return cds_hook_request(made["patient_id"])
+    if path == "/cds-services/{service_id}/feedback":
+        return {"feedback": [{"card": made["card"], "outcome": "accepted"}]}
     if path == "/fhir/Observation":
         return fhir.quantity(made["patient_id"], "1742-6", 80, "U/L")
     if path == "/fhir":
@@ -310,6 +320,7 @@ def test_every_route_and_page_refuses_a_bad_token(who, world: World):
             "token_id",
             "record_id",
             "plan_id",
+            "service_id",
         )
     }
     ids |= {"key": "aih", "definition_id": "aih"}
