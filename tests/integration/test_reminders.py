@@ -12,10 +12,12 @@ from email.utils import parseaddr
 import pytest
 from sqlalchemy import select
 
+from engine.adapters.delivery_journal import ProcessJournal
 from engine.adapters.mail import SmtpMailer
 from engine.adapters.pathway_files import latest
 from engine.adapters.reminder_tables import coordinator_items, reminders
 from engine.domain.errors import ConcurrencyConflict, InvalidInput, UnknownWorkItem
+from engine.notifications.compose import message_id
 from engine.services import patients as service
 from engine.services.care_team import register_clinician
 from engine.services.coordinator_queue import (
@@ -26,7 +28,13 @@ from engine.services.coordinator_queue import (
     snooze_item,
 )
 from engine.services.dispatch import dispatch_due_reminders
-from engine.services.reminders import DeliveryPolicy, claim_due_reminders, deliver_reminder
+from engine.services.reminders import (
+    DeliveryPolicy,
+    claim_due_batches,
+    claim_due_reminders,
+    deliver_reminder,
+    deliver_reminder_batch,
+)
 from tests.integration.baseline import record_baseline
 from tests.support.services import free_port
 
@@ -351,3 +359,77 @@ def test_unknown_queue_and_bad_paging_are_clear_errors(uow_factory):
         coordinator_queue(uow_factory(), "c", queue="everything")
     with pytest.raises(InvalidInput):
         coordinator_queue(uow_factory(), "c", limit=0)
+
+
+def due_emails(uow_factory, clock, patients: int) -> None:
+    """`patients` patients on prednisolone for four weeks: emails due to them and dr-a."""
+    for _ in range(patients):
+        patient_id = enrol(uow_factory)
+        record_baseline(uow_factory, patient_id, serology=True)
+        start_prednisolone(uow_factory, patient_id)
+    clock.advance(timedelta(weeks=4, days=1))
+
+
+def test_an_email_accepted_before_its_lease_ran_out_unrecorded_is_recorded_not_sent_again(
+    uow_factory, clock, sink_mailer, smtp_sink, clinician
+):
+    due_emails(uow_factory, clock, 1)
+    (first, *_) = claim_due_reminders(uow_factory(), POLICY, 1)
+    with uow_factory() as uow:  # a worker takes it, its SMTP server accepts the email ...
+        uow.reminders.start_sending_batch([first[0]], first[1], clock.now(), POLICY.lease)
+        uow.commit()
+    journal = ProcessJournal()
+    journal.note_accepted(first[0], message_id(first[0], POLICY.message_domain))
+    clock.advance(timedelta(seconds=61))  # ... and the database is away past the lease
+
+    (batch,) = claim_due_batches(uow_factory(), POLICY, 1, 10)
+    outcomes = deliver_reminder_batch(
+        uow_factory(), sink_mailer, POLICY, batch.reminder_ids, batch.token, journal
+    )
+
+    assert batch.stranded and batch.reminder_ids == [first[0]]
+    assert outcomes == {"sent": 1}
+    assert smtp_sink.messages == []
+    (row,) = rows(uow_factory, reminders, id=first[0])
+    assert row["status"] == "sent" and row["message_id"] == journal.accepted([first[0]])[first[0]]
+
+
+def test_a_lease_that_ran_out_is_claimed_before_older_scheduled_reminders(uow_factory, clock):
+    enrol(uow_factory)
+    enrol(uow_factory)
+    (lost,) = claim_due_reminders(uow_factory(), POLICY, 1)
+    clock.advance(timedelta(seconds=61))
+    first, *rest = claim_due_batches(uow_factory(), POLICY, 4, 2)
+    assert first.stranded and first.reminder_ids == [lost[0]]
+    assert [len(b.reminder_ids) for b in rest] == [2, 1] and not any(b.stranded for b in rest)
+
+
+def test_a_batch_sends_past_a_failing_reminder_and_hands_back_what_its_window_cannot_send(
+    uow_factory, clock, smtp_sink, clinician
+):
+    due_emails(uow_factory, clock, 2)
+    bad = enrol(uow_factory, email="not-an-address")
+    record_baseline(uow_factory, bad, serology=True)
+    start_prednisolone(uow_factory, bad)
+    clock.advance(timedelta(weeks=4, days=1))
+    brief = DeliveryPolicy(lease_seconds=3, max_attempts=3)  # sends for 1.5 s at most
+    smtp_sink.delay_seconds = 0.5
+    mailer = SmtpMailer(smtp_sink.host, smtp_sink.port)
+    claimed = claim_due_reminders(uow_factory(), brief, 100)
+    ids, token = [rid for rid, _ in claimed], claimed[0][1]
+
+    outcomes = deliver_reminder_batch(uow_factory(), mailer, brief, ids, token)
+    mailer.close()
+
+    assert outcomes["failed"] >= 1 and outcomes["sent"] >= 1 and outcomes["deferred"] >= 1
+    assert sum(outcomes.values()) == len(ids)
+    assert len(smtp_sink.messages) == outcomes["sent"]
+    by_status: dict[str, list[dict]] = {}
+    for row in rows(uow_factory, reminders):
+        if row["id"] in ids:
+            by_status.setdefault(row["status"], []).append(row)
+    deferred = by_status["scheduled"]
+    assert len(deferred) == outcomes["deferred"]
+    assert {(r["next_attempt_at"], r["attempts"]) for r in deferred} == {(clock.now(), 0)}
+    failed = coordinator_queue(uow_factory(), "c", queue="failed_delivery")["items"]
+    assert len(failed) == outcomes["failed"]
