@@ -100,6 +100,7 @@ async def call_service(
             hook=request["hook"],
             hook_instance=request["hook_instance"],
             identifiers=request["identifiers"],
+            active_elsewhere=request["active_elsewhere"],
         )
     except (InvalidInput, UnknownCode) as bad:
         return problem(400, "Bad request", bad.message, "cds-bad-request")
@@ -164,6 +165,7 @@ def _hook_request(service_id: str, body: dict[str, Any]) -> dict[str, Any]:
         "patient_id": patient_id,
         "drafts": [draft(ref, resource) for ref, resource in requests],
         "identifiers": _prefetched_identifiers(body.get("prefetch"), patient_id),
+        "active_elsewhere": _prefetched_medications(body.get("prefetch")),
     }
 
 
@@ -183,6 +185,28 @@ def _prefetched_identifiers(prefetch: Any, patient_id: str) -> tuple[str, ...]:
     identifiers = [i for i in patient.get("identifier") or [] if isinstance(i, dict)]
     values = [i.get("value") for i in identifiers]
     return tuple(v for v in values if isinstance(v, str) and 0 < len(v) <= 64)[:10]
+
+
+def _prefetched_medications(prefetch: Any) -> tuple[order_review.Draft, ...]:
+    """The active MedicationRequests the client prefetched (`medications`), drug only."""
+    bundle = prefetch.get("medications") if isinstance(prefetch, dict) else None
+    if bundle is None:
+        return ()
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise InvalidInput("prefetch.medications must be a FHIR Bundle")
+    entries = bundle.get("entry") or []
+    resources = (
+        [e.get("resource") for e in entries if isinstance(e, dict)]
+        if isinstance(entries, list)
+        else []
+    )
+    return tuple(
+        draft(f"prefetch.medications[{index}]", resource)
+        for index, resource in enumerate(resources[:200])
+        if isinstance(resource, dict)
+        and resource.get("resourceType") == "MedicationRequest"
+        and resource.get("status", "active") == "active"
+    )
 
 
 def _outcomes(body: dict[str, Any]) -> list[order_review.CardOutcome]:

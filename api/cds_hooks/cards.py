@@ -41,6 +41,8 @@ def cards(review: dict[str, Any], hook: str, patient_ref: str) -> list[dict[str,
             if note["kind"] == "no-dose" and hook != "order-sign":
                 continue  # a draft only selected has no dose yet: nothing to say
             found.append(_card(note["card"], "info", note["message"], note["message"], source))
+    for note in review["notes"]:
+        found.append(_card(note["card"], "info", note["message"], note["message"], source))
     return found
 
 

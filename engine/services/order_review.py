@@ -103,8 +103,13 @@ def review_drafts(
     hook: str,
     hook_instance: str,
     identifiers: tuple[str, ...] = (),
+    active_elsewhere: tuple[Draft, ...] = (),
 ) -> dict[str, Any]:
     """What the pathway says about each draft, for the patient; written: only the audit line.
+
+    `active_elsewhere`: the medications the other system lists as active (its prefetch); one of
+    the pathway's drugs that the pathway's record has no active order of gets a note, since
+    the review judges against the pathway's record.
 
     InvalidInput when a draft of a covered drug cannot be read as the native order reads it
     (a dose that is not one plausible number in an accepted unit)."""
@@ -116,6 +121,7 @@ def review_drafts(
         care = care_pathway(patient.pathway_key)
         now = uow.clock.now()
         answers = [_review(care, patient, draft, now) for draft in drafts]
+        notes = _unrecorded(care, patient, active_elsewhere)
         patient_id, state = patient.id, patient.state  # read before the audit's own transaction
         cards = [
             {
@@ -127,7 +133,7 @@ def review_drafts(
             }
             for answer in answers
             for c in answer["findings"] + answer["notes"]
-        ]
+        ] + [{"id": n["card"], "item": None, "rules": [], "overridable": None} for n in notes]
         rules = tuple(dict.fromkeys(r for card in cards for r in card["rules"]))
         uow.record_only(
             [
@@ -157,7 +163,27 @@ def review_drafts(
         "review_status": care.pathway.review.get("status"),
         "sources": care.pathway.sources,
         "drafts": answers,
+        "notes": notes,
     }
+
+
+def _unrecorded(
+    care: CarePathway, patient: Patient, active_elsewhere: tuple[Draft, ...]
+) -> list[dict[str, Any]]:
+    """A note for each pathway drug the other system lists as active that the pathway's
+    record has no active order of."""
+    recorded = {order.drug for order in patient.active_orders()}
+    missing = dict.fromkeys(
+        drug for drug in (_drug(care, d) for d in active_elsewhere) if drug and drug not in recorded
+    )
+    return [
+        _note(
+            "not-recorded",
+            f"the EHR lists {drug} as active, the pathway's record does not: the drafts were "
+            "judged against the pathway's record (record the order there to include it)",
+        )
+        for drug in missing
+    ]
 
 
 def _review(care: CarePathway, patient: Patient, draft: Draft, now: datetime) -> dict[str, Any]:

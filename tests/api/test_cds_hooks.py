@@ -15,6 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from engine.adapters.orm import audit_log
+from engine.domain.errors import HardBlock
+from engine.domain.order_safety import DraftOrder
+from tests.fixtures_domain import make_patient, screened
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 UCUM = "http://unitsofmeasure.org"
@@ -100,6 +103,42 @@ def _audit(uow_factory, action: str) -> list[dict[str, Any]]:
     with uow_factory() as uow:
         rows = uow.session.execute(select(audit_log).where(audit_log.c.action == action))
         return [dict(r._mapping) for r in rows]
+
+
+#: (patient facts, screened, drug, dose) -> what the native order refuses first (None: accepts)
+NATIVE_CASES = {
+    "budesonide in cirrhosis": ({"cirrhosis": True}, True, "budesonide", {"mg_per_day": 9}),
+    "induction dose too high": ({}, True, "prednisolone", {"mg_per_day": 60}),
+    "induction dose": ({}, True, "prednisolone", {"mg_per_day": 30}),
+    "azathioprine before TPMT": ({}, False, "azathioprine", {"mg_per_kg_day": 1}),
+    "azathioprine above its ceiling": ({}, True, "azathioprine", {"mg_per_day": 500}),
+    "MMF in pregnancy": ({"pregnant": True}, True, "mmf", {"mg_per_day": 1000}),
+    "obeticholic acid": ({}, True, "ocaliva", {"mg_per_day": 5}),
+    "IV steroid below 1 mg/kg": ({}, True, "methylprednisolone", {"mg_per_day": 40, "route": "iv"}),
+}
+
+
+@pytest.mark.parametrize("case", list(NATIVE_CASES), ids=list(NATIVE_CASES))
+def test_the_review_finds_what_the_native_order_refuses_and_changes_nothing(case):
+    """One evaluation: the review's first finding is the block the native order refuses
+    with (no finding: the native order is accepted), and reviewing leaves the patient as it was."""
+    facts, is_screened, drug, dose = NATIVE_CASES[case]
+    chart = make_patient(**facts)
+    if is_screened:
+        screened(chart)
+    before = chart.snapshot()
+
+    review = chart.cp.review_order(chart.patient, DraftOrder(drug, **dose), chart.now)
+
+    assert chart.snapshot() == before
+    try:
+        chart.order(drug, **dose)
+    except HardBlock as refused:
+        assert review.findings and review.findings[0].item_id == refused.block_id
+        assert list(review.findings[0].rules) == refused.rule_ids
+        assert review.findings[0].overridable == refused.overridable
+    else:
+        assert review.findings == [], review.findings
 
 
 def test_discovery_lists_both_hooks_with_prefetch_templates(client, ehr):
@@ -315,6 +354,32 @@ def test_the_ehr_patient_id_resolves_through_a_prefetched_identifier(client, ehr
         headers=ehr["ehr-anywhere"],
     )
     assert global_ehr.status_code == 404
+
+
+def test_prefetched_active_medications_the_pathway_has_not_recorded_get_an_info_card(
+    client, ehr, enrol
+):
+    patient_id = _screened(client, ehr, enrol)
+    order = medication_request("pred-1", "8638", "prednisolone 10 MG Oral Tablet", 30)
+    azathioprine = {**medication_request("aza-9", "1256", "azathioprine", 100), "status": "active"}
+    stopped = {**medication_request("tac-9", "42316", "tacrolimus", 2), "status": "stopped"}
+    medications = {
+        "resourceType": "Bundle",
+        "entry": [{"resource": azathioprine}, {"resource": stopped}],
+    }
+
+    plain = client.post(
+        SIGN, json=hook_request("order-sign", patient_id, order), headers=ehr["ehr"]
+    )
+    prefetched = client.post(
+        SIGN,
+        json=hook_request("order-sign", patient_id, order, prefetch={"medications": medications}),
+        headers=ehr["ehr"],
+    )
+
+    assert plain.json()["cards"] == []
+    (card,) = prefetched.json()["cards"]
+    assert card["indicator"] == "info" and "lists azathioprine as active" in card["summary"]
 
 
 def test_feedback_records_overrides_and_accepted_suggestions_in_the_audit_trail(
