@@ -1,10 +1,14 @@
-"""The coordinator's queues: counts per queue, filters, and claim / release / complete / snooze,
-and take-over (with a reason) of an item another coordinator holds.
+"""The work queue page: a coordinator's queues (or a clinician's worklist of their own
+patients' items), counts per queue, views (work, my items, snoozed, completed), filters, sort
+by urgency or due date, pages by cursor; claim (one item or the selected ones), release,
+complete with an outcome and a note, snooze, undo the same day, take over with a reason.
 
 `GET /queues` is the page; with `HX-Request` it answers only the queue panel, which htmx
-swaps in to refresh without a reload. The action forms post to `/queues/items/{id}/...`,
-answer the refreshed panel to htmx, and redirect back to the same filters without it. A
-refused change (someone else holds the item, a bad snooze) shows its reason on the panel.
+swaps in to refresh without a reload. The action forms post to `/queues/items/{id}/...`
+(`/queues/items/claim` for the selected rows), answer the refreshed panel to htmx, and
+redirect back to the same view and filters without it. A refused change (someone else holds
+the item, a bad snooze, no outcome) shows its reason on the panel; after a completion or a
+snooze the notice offers its undo.
 """
 
 from __future__ import annotations
@@ -32,10 +36,17 @@ from engine.domain.reminders import QUEUES
 from engine.services import coordinator_queue as queue_service
 from engine.services import pathway_catalogue
 from engine.services.access import Principal
+from engine.services.access_policy import clinician_scope
 
 router = APIRouter(prefix="/queues", include_in_schema=False)
-FILTERS = ("queue", "site", "clinician", "state")
-DONE = {"claim": "Claimed.", "release": "Released.", "complete": "Completed.", "snooze": "Snoozed."}
+FILTERS = ("view", "queue", "site", "clinician", "state", "sort")
+DONE = {
+    "claim": "Claimed.",
+    "release": "Released.",
+    "complete": "Completed.",
+    "snooze": "Snoozed.",
+    "undo": "Undone.",
+}
 SNOOZE_DAYS = (1, 3, 7, 14, 28)
 PAGE = 50
 LABELS = {
@@ -45,6 +56,8 @@ LABELS = {
     "due_today": "Due today",
     "awaiting_results": "Awaiting results",
 }
+VIEW_LABELS = {"live": "To do", "mine": "My items", "snoozed": "Snoozed", "completed": "Completed"}
+SORT_LABELS = {"urgency": "Urgency", "due": "Due date"}
 Filter = Annotated[str | None, Query(max_length=64)]
 ItemId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -53,14 +66,40 @@ ItemId = Annotated[str, Path(min_length=1, max_length=64)]
 def queues_page(
     request: Request,
     principal: QueueViewer,
+    view: Filter = None,
     queue: Filter = None,
     site: Filter = None,
     clinician: Filter = None,
     state: Filter = None,
-    offset: Annotated[int, Query(ge=0, le=queue_service.MAX_OFFSET)] = 0,
+    sort: Filter = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> HTMLResponse:
-    filters = {"queue": queue, "site": site, "clinician": clinician, "state": state}
-    return _panel_or_page(request, principal, _clean(filters), offset)
+    filters = {
+        "view": view,
+        "queue": queue,
+        "site": site,
+        "clinician": clinician,
+        "state": state,
+        "sort": sort,
+    }
+    return _panel_or_page(request, principal, _clean(filters), cursor)
+
+
+@router.post("/items/claim")
+def claim_selected(request: Request, principal: QueueWorker, form: Form) -> Response:
+    """Claim the selected rows (checkboxes named `pick:<item id>`); those another coordinator
+    holds are named in the notice."""
+    picked = [key.removeprefix("pick:") for key in form if key.startswith("pick:")]
+    said: list[str] = []
+
+    def change(uow: Any, scope: dict[str, Any]) -> None:
+        if not picked:
+            raise InvalidInput("select the items to claim first")
+        done = queue_service.claim_items(uow, principal.actor, picked, **scope)
+        said.append(f"Claimed {len(done['claimed'])}.")
+        said.extend(f"Not claimed: {r['reason']}" for r in done["refused"])
+
+    return _change(request, principal, form, said, change)
 
 
 @router.post("/items/{item_id}/take-over")
@@ -71,7 +110,7 @@ def take_over(request: Request, principal: QueueTakeOver, item_id: ItemId, form:
         request,
         principal,
         form,
-        "Taken over.",
+        ["Taken over."],
         lambda uow, scope: queue_service.take_over_item(
             uow, principal.actor, item_id, reason=reason, **scope
         ),
@@ -82,7 +121,8 @@ def take_over(request: Request, principal: QueueTakeOver, item_id: ItemId, form:
 def act(
     request: Request, principal: QueueWorker, item_id: ItemId, action: str, form: Form
 ) -> Response:
-    """Claim, release, complete or snooze one item, then show the queue again."""
+    """Claim, release, complete, snooze or undo one item, then show the queue again."""
+    undo: dict[str, str] = {}
 
     def change(uow: Any, scope: dict[str, Any]) -> None:
         if action == "claim":
@@ -90,40 +130,57 @@ def act(
         elif action == "release":
             queue_service.release_item(uow, principal.actor, item_id, **scope)
         elif action == "complete":
-            note = form.get("note", "")
-            queue_service.complete_item(uow, principal.actor, item_id, note=note, **scope)
+            outcome = form.get("outcome") or None
+            if outcome is None:
+                raise InvalidInput("choose what was done (the outcome) to complete an item")
+            queue_service.complete_item(
+                uow, principal.actor, item_id, note=form.get("note", ""), outcome=outcome, **scope
+            )
+            undo["id"] = item_id
         elif action == "snooze":
             until = request.app.state.clock.now() + timedelta(days=_days(form.get("days")))
             reason = form.get("reason", "")
             queue_service.snooze_item(
                 uow, principal.actor, item_id, until=until, reason=reason, **scope
             )
+            undo["id"] = item_id
+        elif action == "undo":
+            queue_service.undo_item(uow, principal.actor, item_id, **scope)
         else:
             raise InvalidInput(f"unknown action {action!r}")
 
-    return _change(request, principal, form, DONE.get(action, ""), change)
+    return _change(request, principal, form, [DONE.get(action, "")], change, undo)
+
+
+def _scope(principal: Principal) -> dict[str, Any]:
+    return {"site_scope": principal.site, "clinician_scope": clinician_scope(principal)}
 
 
 def _change(
     request: Request,
     principal: Principal,
     form: dict[str, str],
-    notice: str,
+    notice: list[str],
     change: Callable[[Any, dict[str, Any]], Any],
+    undo: dict[str, str] | None = None,
 ) -> Response:
     """Make one change, then show the queue again: the refreshed panel to htmx, a redirect
     otherwise; a refusal is shown on the page with its reason and status (409 when another
     coordinator holds the item). Another site's item is a 404 page, like an unknown one."""
     filters = _clean({name: form.get(name) for name in FILTERS})
     try:
-        change(request.app.state.uow_factory(), {"site_scope": principal.site})
+        change(request.app.state.uow_factory(), _scope(principal))
     except UnknownWorkItem:
         raise
     except DomainError as refused:
         status = next(s for cls, s, _ in STATUS if isinstance(refused, cls))
-        return _panel_or_page(request, principal, filters, 0, error=refused.message, status=status)
+        return _panel_or_page(
+            request, principal, filters, None, error=refused.message, status=status
+        )
     if is_htmx(request):
-        return _panel_or_page(request, principal, filters, 0, notice=notice)
+        return _panel_or_page(
+            request, principal, filters, None, notice=" ".join(notice), undo=(undo or {}).get("id")
+        )
     return RedirectResponse(_url(f"{base(request)}/queues", filters), status_code=303)
 
 
@@ -131,42 +188,59 @@ def _panel_or_page(
     request: Request,
     principal: Principal,
     filters: dict[str, str | None],
-    offset: int,
+    cursor: str | None,
     *,
     error: str = "",
     notice: str = "",
+    undo: str | None = None,
     status: int = 200,
 ) -> HTMLResponse:
+    scope = _scope(principal)
     site = None if principal.site else filters["site"]
+    clinician = None if scope["clinician_scope"] else filters["clinician"]
     listing = queue_service.coordinator_queue(
         request.app.state.uow_factory(),
         principal.actor,
-        queue=filters["queue"],
+        view=filters["view"] or "live",
+        queue=filters["queue"] if filters["view"] in (None, "live", "mine") else None,
         site=site,
-        clinician=filters["clinician"],
+        clinician=clinician,
         state=filters["state"],
-        offset=offset,
+        sort=filters["sort"] or "urgency",
+        cursor=cursor,
         limit=PAGE,
-        site_scope=principal.site,
+        **scope,
     )
     here = f"{base(request)}/queues"
+    kept = {k: v for k, v in filters.items() if v and k not in ("queue", "view")}
     others = {k: v for k, v in filters.items() if v and k != "queue"}
+    worklist = scope["clinician_scope"] is not None
     context: dict[str, Any] = {
         "listing": listing,
         "queues": QUEUES,
         "labels": LABELS,
+        "view_labels": VIEW_LABELS,
+        "sort_labels": SORT_LABELS,
+        "outcomes": queue_service.outcomes(),
         "filters": filters,
-        "self_url": _url(here, filters),
+        "view": listing["view"],
+        "title": "My patients' items" if worklist else "Coordinator queues",
+        "worklist": worklist,
+        "self_url": _url(here, {**filters, "cursor": cursor}),
+        "first_url": _url(here, filters),
+        "next_url": _url(here, {**filters, "cursor": listing["next_cursor"]})
+        if listing["next_cursor"]
+        else None,
         "links": {"all": _url(here, others)}
         | {q: _url(here, {**others, "queue": q}) for q in QUEUES},
+        "view_links": {v: _url(here, {**kept, "view": v}) for v in VIEW_LABELS},
         "sites": sorted({item["site"] for item in listing["items"]}),
         "clinicians": sorted({item["clinician"] for item in listing["items"]}),
-        "offset": offset,
-        "page": PAGE,
         "snooze_days": SNOOZE_DAYS,
         "states": [s for s in pathway_catalogue.pathway("aih").states if "." not in s],
         "error": error,
         "notice": notice,
+        "undo": undo,
     }
     template = "queue_panel.html" if is_htmx(request) else "queues.html"
     return render(request, template, context, 200 if is_htmx(request) else status)  # htmx swaps 2xx
@@ -181,6 +255,10 @@ def _clean(filters: dict[str, str | None]) -> dict[str, str | None]:
     cleaned = {k: (v or "").strip() or None for k, v in filters.items()}
     if cleaned["queue"] not in (None, *QUEUES):
         cleaned["queue"] = None
+    if cleaned["view"] not in (None, *VIEW_LABELS):
+        cleaned["view"] = None
+    if cleaned["sort"] not in (None, *SORT_LABELS):
+        cleaned["sort"] = None
     return cleaned
 
 

@@ -35,11 +35,11 @@ def test_queue_counts_on_the_page_match_the_database(login, demo, screenshot):
     screenshot(page, "02-queues-coordinator-north")
 
 
-def test_a_clinician_without_a_site_sees_the_counts_of_every_site(login, demo):
+def test_a_clinician_sees_the_counts_of_their_own_patients_items(login, demo):
     page = login("dr-adeyemi")
-    expected = coordinator_queue(demo.uow_factory(), "test")["counts"]
+    expected = coordinator_queue(demo.uow_factory(), "test", clinician_scope="dr-adeyemi")
     shown = {q: int(page.locator(f'[data-count="{q}"]').inner_text()) for q in QUEUES}
-    assert shown == expected
+    assert shown == expected["counts"]
 
 
 def test_claiming_and_completing_an_overdue_item_moves_it_without_a_reload(login, demo, screenshot):
@@ -55,7 +55,9 @@ def test_claiming_and_completing_an_overdue_item_moves_it_without_a_reload(login
     expect(claimed).to_have_attribute("data-status", "claimed")
     expect(claimed).to_contain_text("claimed by you")
     screenshot(page, "03-queues-item-claimed")
-    claimed.get_by_role("button", name=re.compile("^Complete")).click()
+    claimed.get_by_text("Complete…").click()
+    claimed.get_by_label("Outcome").select_option("called_patient")
+    claimed.get_by_role("button", name="Complete", exact=True).click()
     expect(page.locator(f'tr[data-item="{item_id}"]')).to_have_count(0)
     expect(page.locator('[data-count="overdue"]')).to_have_text(str(before - 1))
     assert page.evaluate("window.__sameDocument") is True  # htmx swapped the panel in place
