@@ -22,7 +22,7 @@ from typing import Any
 
 from engine.domain.condition_words import words
 
-WIDTH, LEFT, RIGHT = 960, 150, 44
+WIDTH, LEFT, RIGHT = 960, 168, 44
 TOP = 8
 BAND_H = 24
 LANE_H, LANE_GAP = 22, 4

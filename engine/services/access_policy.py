@@ -93,6 +93,7 @@ POLICY: dict[str, Rule] = {
     "queue.take_over": _rule("coordinator", "take over another coordinator's claimed item"),
     "reminder.acknowledge": _rule("clinician coordinator", "acknowledge a reminder"),
     "outbox.read": _rule("clinician coordinator auditor", "see the reminder outbox"),
+    "outbox.resend": _rule("coordinator", "re-send a failed reminder email"),
     "audit.read": _rule("auditor", "read the audit log"),
     "user.self": _rule(" ".join(ROLES), "see who they are"),
     "user.list": _rule("admin", "list users"),
