@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
+from api.fhir import observation_search
 from api.fhir.routing import answer, base_url, new_router
 from api.fhir.terminology import plan_canonical
 
@@ -30,7 +31,12 @@ RESOURCES: list[dict[str, Any]] = [
             )
         ],
     },
-    {"type": "Observation", "interaction": ["create", "read"]},
+    {
+        "type": "Observation",
+        "documentation": observation_search.DOCUMENTATION,
+        "interaction": ["create", "read", "search-type"],
+        "searchParam": observation_search.SEARCH_PARAMS,
+    },
     {
         "type": "PlanDefinition",
         "interaction": ["read"],

@@ -4,18 +4,30 @@ reminders and work items of a patient, and recorded lab results.
 Each read of a patient is audited (`patient_read` with the view's name) like the other reads.
 `site_scope` restricts a caller to one site: a patient of another site is reported unknown,
 and nothing is audited for them.
+
+`search_lab_results` (the FHIR Observation search) pages through recorded results newest first
+by an opaque cursor, never an offset; each search is audited as one `observation_search` line
+naming the caller, the patient searched (if any) and the criteria, never a value.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from engine.adapters.observation_search import (
+    ObservationFilter,
+    Position,
+    count_observations,
+    find_observations,
+)
 from engine.adapters.orm import lab_results, patients
 from engine.adapters.reminder_tables import coordinator_items
-from engine.domain.errors import UnknownPatient
+from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.domain.reminders import CoordinatorItem
 from engine.services.access_policy import in_scope
@@ -136,6 +148,83 @@ def lab_records(uow: SqlAlchemyUnitOfWork, record_ids: list[str]) -> list[dict[s
         )
         by_id = {row.id: row._asdict() for row in rows}
     return [by_id[i] for i in record_ids if i in by_id]
+
+
+def search_lab_results(
+    uow: SqlAlchemyUnitOfWork,
+    actor: str,
+    *,
+    site_scope: str | None,
+    patient_id: str | None = None,
+    codes: frozenset[str] | None = None,
+    taken_from: datetime | None = None,
+    taken_before: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+    audit_detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One page of recorded lab results, newest sample first (audited search).
+
+    `patient_id`: one patient's results; a patient the caller may not see (another site's, or
+    unknown) has none, exactly as a patient without results. Without it, every result of the
+    caller's site (`site_scope`; None: every site). `codes`: the engine's lab codes (an empty
+    set matches nothing). `taken_from` (inclusive) and `taken_before` (exclusive) bound the
+    sampling time. `cursor`: the `next_cursor` of the previous page (InvalidInput if it is not
+    one). The answer holds `records` (as `lab_records` gives them), `next_cursor` (None on the
+    last page) and `total` (counted for one patient's search only, else None).
+    `audit_detail`: what the caller asked for, as the entry point names it (no values).
+    """
+    after = _position(cursor)
+    with uow:
+        visible = True
+        if patient_id is not None:
+            site = uow.session.scalar(select(patients.c.site).where(patients.c.id == patient_id))
+            visible = site is not None and in_scope(site_scope, site)
+        criteria = ObservationFilter(patient_id, site_scope, codes, taken_from, taken_before)
+        empty = not visible or codes == frozenset()
+        if empty:
+            records, position, total = [], None, 0
+        else:
+            records, position = find_observations(uow.session, criteria, after=after, limit=limit)
+            total = count_observations(uow.session, criteria) if patient_id else None
+        detail = {
+            **(audit_detail or {}),
+            "site": site_scope,
+            "page": "next" if after else "first",
+            "returned": len(records),
+        }
+        if patient_id is not None:
+            detail["patient_visible"] = visible
+        uow.record_only(
+            [AuditRecord(uow.clock.now(), actor, "observation_search", patient_id, detail=detail)]
+        )
+    return {
+        "records": records,
+        "next_cursor": _cursor(position) if position else None,
+        "total": total,
+    }
+
+
+def _cursor(position: Position) -> str:
+    """An opaque cursor: the last row's sampling time and id."""
+    taken_at, record_id = position
+    return base64.urlsafe_b64encode(f"{taken_at.isoformat()} {record_id}".encode()).decode()
+
+
+def _position(cursor: str | None) -> Position | None:
+    """The position a cursor continues after; InvalidInput for one this search did not give."""
+    if cursor is None:
+        return None
+    refused = InvalidInput("_cursor is not one a previous page of this search gave")
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+        moment, record_id = text.split(" ")
+        taken_at = datetime.fromisoformat(moment)
+    except (ValueError, binascii.Error, UnicodeError):
+        raise refused from None
+    if not (taken_at.tzinfo and 1900 < taken_at.year < 2200) or not record_id.isalnum():
+        raise refused
+    return taken_at, record_id
 
 
 def patient_sites(uow: SqlAlchemyUnitOfWork, patient_ids: list[str]) -> dict[str, str]:

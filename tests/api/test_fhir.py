@@ -369,6 +369,8 @@ ROUTES = [
     ("GET", "/fhir/Patient/{patient_id}", "/fhir/Patient/{patient}", READERS),
     ("POST", "/fhir/Observation", "/fhir/Observation", {"clinician", "lab-interface"}),
     ("GET", "/fhir/Observation/{record_id}", "/fhir/Observation/{observation}", READERS),
+    ("GET", "/fhir/Observation", "/fhir/Observation?patient={patient}", READERS),
+    ("GET", "/fhir/Patient", "/fhir/Patient?name=Ada", READERS),
     ("POST", "/fhir", "/fhir", {"clinician", "lab-interface"}),
     (
         "GET",

@@ -72,18 +72,20 @@ GUARDED = [(m, p, a) for m, p, a in ROUTES if a is not None]
 API = [r for r in GUARDED if not r[1].startswith("/fhir")]
 FHIR = [r for r in GUARDED if r[1].startswith("/fhir")]
 #: The queries a route is called with: the audit of all or one patient, the Tasks of one
-#: patient or the queue, the subject of a CarePlan search and of `$apply`.
+#: patient or the queue, the subject of a CarePlan search and of `$apply`, the Observations of
+#: the caller's site or of one patient.
 VARIANTS = {
     ("GET", "/audit"): ["", "?patient_id={patient_id}"],
     ("GET", "/fhir/Task"): ["", "?patient={patient_id}"],
     ("GET", "/fhir/CarePlan"): ["?subject=Patient/{patient_id}"],
+    ("GET", "/fhir/Observation"): ["", "?patient={patient_id}"],
     ("POST", "/fhir/PlanDefinition/{definition_id}/$apply"): ["?subject=Patient/{patient_id}"],
 }
 #: A second action a route asks the policy about for one of its queries: the Tasks without
 #: a patient are the coordinator queue.
 SECOND_ACTION = {("GET", "/fhir/Task"): "queue.read"}
 #: FHIR searches that answer "not found" as FHIR does: a searchset with no match.
-EMPTY_WHEN_NOT_FOUND = {("GET", "/fhir/CarePlan")}
+EMPTY_WHEN_NOT_FOUND = {("GET", "/fhir/CarePlan"), ("GET", "/fhir/Observation")}
 QUEUE_ACTIONS = ("claim", "release", "complete", "snooze")
 PAGES = [
     (m, p.replace("{action}", a), action)
@@ -195,7 +197,7 @@ def _body(world: World, method: str, path: str, made: dict[str, Any]) -> Any:
         return cds_hook_request(made["patient_id"])
     if path == "/cds-services/{service_id}/feedback":
         return {"feedback": [{"card": made["card"], "outcome": "accepted"}]}
-    if path == "/fhir/Observation":
+    if (method, path) == ("POST", "/fhir/Observation"):
         return fhir.quantity(made["patient_id"], "1742-6", 80, "U/L")
     if path == "/fhir":
         observation = fhir.quantity(made["patient_id"], "1742-6", 80, "U/L")
