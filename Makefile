@@ -64,8 +64,9 @@ test: venv services
 		fi; \
 		exit $$rc; }
 
+# make demo [PORT=8001] [REBUILD=1]: reuses var/demo.db once seeded unless REBUILD=1.
 demo: venv
-	@cd $(ROOT) && $(VENV)/bin/aihp demo
+	@cd $(ROOT) && $(VENV)/bin/aihp demo $(if $(PORT),--port $(PORT)) $(if $(filter 1 yes true,$(REBUILD)),--rebuild)
 
 bench: venv services
 	@cd $(ROOT) && $(PY) -m bench

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.boundary import LastResort
 from api.errors import STATUS
-from api.pages import login, outbox, pathway, patient, queues
+from api.pages import login, outbox, pathway, patient, patients, queues
 from api.pages.session import (
     COOKIE,
     LoginRequired,
@@ -39,8 +39,10 @@ def install(app: FastAPI) -> None:
     """Mount the pages on `app` at /ui, sharing its settings, clock and units of work."""
     pages = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     pages.state = app.state
-    for module in (login, queues, patient, pathway, outbox):
+    for module in (login, queues, patients, patient, pathway, outbox):
         pages.include_router(module.router)
+    pages.include_router(patients.start)
+    app.add_api_route("/", patients.site_root, include_in_schema=False)
     pages.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @pages.exception_handler(LoginRequired)

@@ -1,5 +1,11 @@
-"""One patient: state and why, regimen, next milestones, alerts, the timeline plot, history,
-and (for clinicians) the order form, which shows a refused order's rule IDs."""
+"""One patient: the header (who they are, the facts that drive the pathway with their dates,
+the regimen against the expected dose, open alerts first), state and why, next milestones, the
+timeline plot, history, and (for clinicians) the order form: its dose fields are guided by the
+dose range the pathway would check, and a refused order is shown at the top of the page (rule
+ID, sentence, sources, and the override form where the pathway allows one) with focus on it.
+
+Numbers are written by `engine.services.clinical_display` (the lab's and the drug's
+precision, units as a clinician writes them): the template shows text, never a raw float."""
 
 from __future__ import annotations
 
@@ -12,9 +18,11 @@ from api.deps import scoped_patient
 from api.pages.session import EventRecorder, Form, PatientViewer, Prescriber, base, render
 from api.pages.timeline import timeline_figure
 from engine.domain.errors import DomainError, HardBlock, InvalidInput
+from engine.services import clinical_display as show
 from engine.services import pathway_catalogue
 from engine.services import patients as patient_service
 from engine.services.access import Principal
+from engine.services.patient_header import patient_header
 from engine.services.patient_timeline import timeline_series
 
 router = APIRouter(prefix="/patients", include_in_schema=False)
@@ -95,7 +103,7 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
         refusal = {
             "block": refused.block_id,
             "rules": list(refused.rule_ids),
-            "reason": refused.message,
+            "reason": refused.reason,  # the sentence alone: the rule IDs are shown once, apart
             "sources": list(refused.sources),
             "overridable": refused.overridable,
         }
@@ -124,14 +132,24 @@ def _page(
     uow = request.app.state.uow_factory
     status_view = patient_service.patient_status(uow(), principal.actor, patient_id)
     history = patient_service.patient_history(uow(), principal.actor, patient_id)
+    header = patient_header(uow(), principal.actor, patient_id)
     series = timeline_series(status_view, history, request.app.state.clock.now())
     pathway = pathway_catalogue.pathway(status_view["pathway"]["key"])
+    refusal = extra.get("refusal")
+    if refusal:
+        refusal["why"] = pathway.explain(refusal["rules"])
+        refusal["sources"] = [_source(pathway.sources, s) for s in refusal["sources"]]
     context = {
+        "active": "patients",
         "patient": status_view,
+        "header": header,
         "history": history,
+        "labs": _lab_rows(pathway, history["labs"]),
+        "orders": _order_rows(pathway, history["orders"]),
         "timeline": timeline_figure(series),
         "series": series,
-        "drugs": sorted(pathway.drugs),
+        "drugs": sorted(header["dose_guide"]),
+        "order_drug": _likely_drug(header),
         "events": pathway.events,
         "refusal": None,
         "order_error": "",
@@ -141,6 +159,56 @@ def _page(
         **extra,
     }
     return render(request, "patient.html", context, status)
+
+
+def _likely_drug(header: dict[str, Any]) -> str:
+    """The drug the order form starts on: the state's expected drug, else today's first."""
+    expected = next((d for d, g in header["dose_guide"].items() if g["prefill"]), None)
+    current = header["regimen"][0]["drug"] if header["regimen"] else None
+    return expected or current or next(iter(header["dose_guide"]), "")
+
+
+def _source(sources: dict[str, dict[str, Any]], source_id: str) -> str:
+    """`S1: Treatment of ... (2026)`: a source id with its title, as the pathway cites it."""
+    found = sources.get(source_id, {})
+    year = f" ({found['year']})" if found.get("year") else ""
+    return f"{source_id}: {found['title']}{year}" if found.get("title") else source_id
+
+
+def _lab_rows(pathway: Any, labs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lab history, newest first, each value to its lab's precision in the clinic's unit."""
+    rows = []
+    for lab in reversed(labs):
+        definition = pathway.labs.get(lab["code"])
+        value = lab["value"]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            precision = definition.precision if definition else None
+            shown = show.quantity(value, lab["unit"], precision)
+        else:
+            shown = str(value)
+        given, _, given_unit = lab["reported"].partition(" ")  # as the sender wrote it
+        reported = f"{given} {show.unit_text(given_unit)}".strip()
+        rows.append(
+            {
+                **lab,
+                "shown": shown,
+                "reported": reported,
+                "name": definition.name if definition else "",
+            }
+        )
+    return rows
+
+
+def _order_rows(pathway: Any, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order history with each dose written to the drug's precision."""
+    rows = []
+    for order in orders:
+        precision = pathway.drugs.get(order["drug"], {}).get("dose", {}).get("precision", 1)
+        text = show.dose(order["mg_per_day"], "mg_per_day", precision)
+        if order.get("given_as") == "mg_per_kg_day" and order["mg_per_kg_day"] is not None:
+            text += f" ({show.dose(order['mg_per_kg_day'], 'mg_per_kg_day')})"
+        rows.append({**order, "dose_text": text or "dose not recorded"})
+    return rows
 
 
 def _visible(request: Request, principal: Principal, patient_id: str, action: str) -> None:

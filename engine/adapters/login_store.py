@@ -81,6 +81,27 @@ class SqlLoginStore:
         ).one()
         return row.id, row.expires_at
 
+    def tokens(self, user_id: str | None = None, site: str | None = None) -> list[dict]:
+        """API tokens (never their hashes), of one user or of every user of a site, oldest
+        first."""
+        query = (
+            select(
+                api_tokens.c.id,
+                api_tokens.c.user_id,
+                users.c.name.label("user"),
+                api_tokens.c.created_at,
+                api_tokens.c.expires_at,
+                api_tokens.c.revoked_at,
+            )
+            .join(users, users.c.id == api_tokens.c.user_id)
+            .order_by(api_tokens.c.created_at, api_tokens.c.id)
+        )
+        if user_id is not None:
+            query = query.where(api_tokens.c.user_id == user_id)
+        if site is not None:
+            query = query.where(users.c.site == site)
+        return [dict(row._mapping) for row in self.session.execute(query)]
+
     def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> None:
         self.session.execute(
             update(users)

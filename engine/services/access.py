@@ -102,6 +102,27 @@ def list_users(uow: SqlAlchemyUnitOfWork, by: Principal | None = None) -> list[d
         return [{**_public(dict(r._mapping)), "created_at": r.created_at} for r in rows]
 
 
+def list_tokens(
+    uow: SqlAlchemyUnitOfWork, user: str | None = None, by: Principal | None = None
+) -> list[dict[str, Any]]:
+    """The API tokens of one user (by id or name) or of everyone the caller manages: when
+    issued, until when, and whether revoked (never the token, never its hash)."""
+    from engine.adapters.login_store import SqlLoginStore
+
+    with uow:
+        store = SqlLoginStore(uow.session)
+        owner = None
+        if user is not None:
+            owner = store.account(user)
+            if owner is None:
+                raise UnknownUser(f"no user {user!r}")
+            may_manage(by, "token.issue", owner, user)
+        elif by is not None:
+            enforce(by, "user.list")
+        site = by.site if by is not None else None
+        return store.tokens(owner.id if owner else None, site)
+
+
 def issue_token(
     uow: SqlAlchemyUnitOfWork,
     actor: str,

@@ -44,9 +44,10 @@ PUBLIC = {
     "/redoc",
     "/fhir/metadata",
     "/fhir/{path:path}",
+    "/",  # redirects to /ui/start (below), which sends each caller to their first page
 }
 #: Pages without an action: the login form, logging out and the landing redirect.
-PUBLIC_PAGES = {"/ui/", "/ui/login", "/ui/logout"}
+PUBLIC_PAGES = {"/ui/", "/ui/login", "/ui/logout", "/ui/start"}
 BAD_TOKENS = ("no token", "wrong token", "not bearer", "revoked", "expired")
 EXPECTED = {Decision.ALLOW: "2xx", Decision.DENY: 403, Decision.NOT_FOUND: 404}
 
