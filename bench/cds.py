@@ -13,7 +13,8 @@ spell of the shared machine hits both alike:
 
 Two drafts are timed: budesonide 3 mg three times a day for a cirrhotic patient (a critical
 card whose prednisolone alternative is itself reviewed, and a warning card) and prednisolone
-30 mg/day for a screened patient (no card). p50 and p95 of each, and HTTP / service.
+30 mg/day for a screened patient (no card; its order is rehearsed for the alerts it would
+raise, then rolled back). p50 and p95 of each, and HTTP / service.
 
 Run: `python -m bench cds [--quick]` or `python -m bench.cds [--quick]`.
 """
@@ -173,7 +174,8 @@ def _seed(uow: Callable[[], SqlAlchemyUnitOfWork], count: int) -> dict[str, list
             weight_kg=55 + index % 40,
             facts={"cirrhosis": cirrhotic},
         )
-        for code, value, unit in (("ALT", 420, "U/L"), ("TPMT", 31, "U/mL")):
+        baseline = (("ALT", 420, "U/L"), ("AST", 300, "U/L"), ("IgG", 25, "g/L"))
+        for code, value, unit in (*baseline, ("BILI", 30, "umol/L"), ("TPMT", 31, "U/mL")):
             patient_service.record_lab_result(
                 uow(), "bench", status["patient_id"], code=code, value=value, unit=unit
             )

@@ -7,6 +7,9 @@
 - Where the pathway data names an alternative (prednisolone instead of budesonide in
   cirrhosis), the card carries a suggestion: delete the draft, create the alternative
   MedicationRequest at the dose the patient's state expects.
+- An alert the order would raise (azathioprine in cirrhosis: SAFE-AZA-ADV; an incomplete
+  baseline at the start of treatment) is a `warning` card (an info alert stays `info`), found
+  by rehearsing the native order and rolling it back; there is nothing to override.
 - What the pathway does not judge (a drug it does not cover, a patient who has left it, a
   draft without a dose at signing) is an `info` card, never a silent empty answer.
 """
@@ -40,6 +43,9 @@ def cards(review: dict[str, Any], hook: str, patient_ref: str) -> list[dict[str,
         for note in draft["notes"]:
             if note["kind"] == "no-dose" and hook != "order-sign":
                 continue  # a draft only selected has no dose yet: nothing to say
+            if note["kind"] == "alert":
+                found.append(_alert_card(note, draft, source))
+                continue
             found.append(_card(note["card"], "info", note["message"], note["message"], source))
     for note in review["notes"]:
         found.append(_card(note["card"], "info", note["message"], note["message"], source))
@@ -82,6 +88,21 @@ def _finding_card(
             _suggestion(draft, alternative, patient_ref) for alternative in finding["alternatives"]
         ]
     return card
+
+
+def _alert_card(
+    note: dict[str, Any], draft: dict[str, Any], source: dict[str, Any]
+) -> dict[str, Any]:
+    """An alert the order would raise: a warning (an info alert stays info), nothing to
+    override since the pathway does not refuse the order."""
+    indicator = "info" if note["severity"] == "info" else "warning"
+    summary = f"{', '.join(note['rules'])}: {draft['drug']} would raise an alert"
+    why = "\n".join(
+        f"- **{e['rule']}**: {e['text']} [{', '.join(e['sources'])}]" for e in note["explain"]
+    )
+    return _card(
+        note["card"], indicator, summary, f"{note['message']}\n\n{why}", source, note["rules"][:1]
+    )
 
 
 def _suggestion(

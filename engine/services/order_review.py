@@ -3,9 +3,12 @@
 `review_drafts` resolves the patient within the caller's site, reads them without changing
 anything, and runs each draft order through `CarePathway.review_order`: the same blocks,
 plausible ceilings and dose ranges the native order meets, returned as findings instead of a
-refusal. Every finding and note gets a card id; the review is audited (`order_reviewed`, with
-the card ids), so that `record_feedback` can later find the card an outcome is about and
-audit it (`order_review_feedback`, and `safety_rule_overridden` when a card was overridden).
+refusal. A draft the pathway would accept (its overridable findings lifted) is then rehearsed
+through the native order on the loaded patient and rolled back, for the alerts it would raise
+(the same rules again, never a copy). Every finding and note gets a card id; the review is
+audited (`order_reviewed`, with the card ids), so that `record_feedback` can later find the
+card an outcome is about and audit it (`order_review_feedback`, and `safety_rule_overridden`
+when a card was overridden).
 
 Nothing here is FHIR: drafts arrive as the native order's shape (`DraftOrder`), the entry
 point maps the other system's resources.
@@ -120,7 +123,14 @@ def review_drafts(
         patient = uow.patients.for_care(ref.id)
         care = care_pathway(patient.pathway_key)
         now = uow.clock.now()
-        answers = [_review(care, patient, draft, now) for draft in drafts]
+        answers = []
+        for draft in drafts:
+            answer = _review(care, patient, draft, now)
+            placed = answer.pop("would_place", None)
+            if placed is not None:
+                answer["notes"] += _alerts_raised(uow, care, patient, placed, now)
+                patient = uow.patients.for_care(ref.id)  # as stored: the rehearsal is undone
+            answers.append(answer)
         notes = _unrecorded(care, patient, active_elsewhere)
         patient_id, state = patient.id, patient.state  # read before the audit's own transaction
         cards = [
@@ -219,6 +229,9 @@ def _review(care: CarePathway, patient: Patient, draft: Draft, now: datetime) ->
         note = f"no dose was given for {drug}: the blocks were checked, not the dose range"
         answer["notes"].append(_note("no-dose", note))
     alternatives = _safe_alternatives(care, patient, review, now)
+    if review.dose is not None and all(f.overridable for f in review.findings):
+        lifted = {f.item_id: "reviewed for the EHR" for f in review.findings}
+        answer["would_place"] = (order, lifted)
     for finding in review.findings:
         mine = [a for a in alternatives if a["for"] == finding.item_id]
         answer["findings"].append(
@@ -235,6 +248,46 @@ def _review(care: CarePathway, patient: Patient, draft: Draft, now: datetime) ->
             }
         )
     return answer
+
+
+def _alerts_raised(
+    uow: SqlAlchemyUnitOfWork,
+    care: CarePathway,
+    patient: Patient,
+    placed: tuple[DraftOrder, dict[str, str]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The alerts the order would raise (azathioprine in cirrhosis, two steroids at once): the
+    native order is rehearsed on the loaded patient, its overridable findings lifted, and
+    rolled back; nothing of it is written."""
+    order, lifted = placed
+    try:
+        outcome = care.order_medication(
+            patient,
+            order.drug,
+            now,
+            "order-review",
+            mg_per_day=order.mg_per_day,
+            mg_per_kg_day=order.mg_per_kg_day,
+            route=order.route,
+            overrides=lifted,
+        )
+        raised = list(outcome.alerts_raised)
+    except DomainError:
+        raised = []
+    finally:
+        uow.rollback()
+    alerts = {alert.id: alert for alert in care.pathway.alerts}
+    return [
+        {
+            **_note("alert", alerts[alert_id].message),
+            "severity": alerts[alert_id].severity,
+            "rules": list(alerts[alert_id].rules),
+            "explain": care.pathway.explain(alerts[alert_id].rules),
+        }
+        for alert_id in raised
+        if alert_id in alerts
+    ]
 
 
 def _drug(care: CarePathway, draft: Draft) -> str | None:

@@ -89,7 +89,13 @@ BUDESONIDE = medication_request("bud-1", "19831", "Budesonide 3 MG Oral Capsule"
 
 def _screened(client, callers, enrol, **facts) -> str:
     patient_id = enrol(**facts)["patient_id"]
-    for code, value, unit in (("ALT", 420, "U/L"), ("TPMT", 31, "U/mL")):
+    baseline = (
+        ("ALT", 420, "U/L"),
+        ("AST", 300, "U/L"),
+        ("IgG", 25, "g/L"),
+        ("BILI", 30, "umol/L"),
+    )
+    for code, value, unit in (*baseline, ("TPMT", 31, "U/mL")):
         recorded = client.post(
             f"/patients/{patient_id}/labs",
             json={"code": code, "value": value, "unit": unit},
@@ -244,6 +250,26 @@ def test_a_dose_out_of_range_is_a_warning_with_coded_override_reasons(client, eh
     codes = {r["code"] for r in card["overrideReasons"]}
     assert "patient-specific-dose" in codes
     assert all(r["system"].endswith("aih-override-reasons") for r in card["overrideReasons"])
+
+
+def test_an_alert_the_order_would_raise_is_a_warning_and_nothing_is_written(
+    client, ehr, enrol, uow_factory
+):
+    patient_id = _screened(client, ehr, enrol, cirrhosis=True)
+    before = client.get(f"/patients/{patient_id}", headers=ehr["clinician"]).json()
+    order = medication_request("aza-1", "1256", "azathioprine 50 MG Oral Tablet", 50, frequency=2)
+
+    cards = client.post(
+        SIGN, json=hook_request("order-sign", patient_id, order), headers=ehr["ehr"]
+    ).json()["cards"]
+
+    alert = next(c for c in cards if "would raise an alert" in c["summary"])
+    assert alert["indicator"] == "warning" and "SAFE-AZA-ADV" in alert["summary"]
+    assert "hepatotoxicity" in alert["detail"] and "overrideReasons" not in alert
+    # the rehearsal that found it left nothing behind: no order, no alert, no new version
+    after = client.get(f"/patients/{patient_id}", headers=ehr["clinician"]).json()
+    assert after == before
+    assert _audit(uow_factory, "medication_ordered") == []
 
 
 def test_a_dose_above_the_plausible_ceiling_is_critical(client, ehr, enrol):
