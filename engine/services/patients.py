@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from engine.adapters.status_queries import patient_for_status
 from engine.domain.care import CarePathway, Outcome, new_patient
 from engine.domain.errors import (
     ConcurrencyConflict,
@@ -280,7 +281,9 @@ def what_if(
 def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
     """State, regimen, next milestones and open alerts, each with its reason (audited read)."""
     with uow:
-        patient = uow.patients.for_care(patient_id)
+        patient = patient_for_status(uow.session, patient_id) if patient_id else None
+        if patient is None:
+            raise UnknownPatient(f"no patient with id {patient_id!r}")
         now = uow.clock.now()
         view = status_view(patient, care_pathway(patient.pathway_key), now)
         uow.record_only([_read(now, actor, patient_id, "patient_read", {"view": "status"})])
