@@ -90,6 +90,8 @@ async def call_service(
         return _unknown_service(service_id)
     try:
         request = _hook_request(service_id, body)
+        if not request["drafts"]:
+            return JSONResponse({"cards": []})
         review = await run_in_threadpool(
             order_review.review_drafts,
             uow(),
@@ -156,9 +158,8 @@ def _hook_request(service_id: str, body: dict[str, Any]) -> dict[str, Any]:
         unknown = [s for s in selections if s not in refs and s.startswith("MedicationRequest/")]
         if unknown:
             raise InvalidInput(f"context.selections names {unknown[0][:128]!r}, not in draftOrders")
+        # only other orders selected (a lab, a referral): nothing for this service to judge
         requests = [(ref, resource) for ref, resource in requests if ref in selections]
-        if not requests:
-            raise InvalidInput("context.selections names no MedicationRequest")
     return {
         "hook": hook,
         "hook_instance": hook_instance,

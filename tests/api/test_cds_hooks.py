@@ -301,6 +301,13 @@ def test_order_select_reviews_only_the_selected_draft_and_skips_the_missing_dose
         for s in c.get("suggestions", [])
         for a in s["actions"]
     )
+    # a selection of another kind of order (a lab) leaves nothing for this service to judge
+    body["context"]["draftOrders"]["entry"].append(
+        {"resource": {"resourceType": "ServiceRequest", "id": "lab-1", "status": "draft"}}
+    )
+    body["context"]["selections"] = ["ServiceRequest/lab-1"]
+    lab_only = client.post(SELECT, json=body, headers=ehr["ehr"])
+    assert lab_only.status_code == 200 and lab_only.json() == {"cards": []}
     # the same undosed draft at signing says that its dose was not checked
     signed = client.post(
         SIGN, json=hook_request("order-sign", patient_id, undosed), headers=ehr["ehr"]
