@@ -57,9 +57,11 @@ def failed_email(demo) -> str:
 
 
 def _richest_patient(demo) -> str:
-    listed = list_patients(demo.uow_factory(), "test", state="taper", limit=50)["items"]
-    listed += list_patients(demo.uow_factory(), "test", state="second_line", limit=50)["items"]
-    listed += list_patients(demo.uow_factory(), "test", state="maintenance", limit=50)["items"]
+    listed = [
+        patient
+        for state in ("second_line", "maintenance", "taper")
+        for patient in list_patients(demo.uow_factory(), "test", state=state, limit=8)["items"]
+    ]
     histories = [patient_history(demo.uow_factory(), "test", p["patient_id"]) for p in listed]
     richest = max(histories, key=lambda h: (len({o["drug"] for o in h["orders"]}), len(h["labs"])))
     return richest["patient_id"]
