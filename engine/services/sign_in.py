@@ -126,8 +126,14 @@ def check_password(name: str, password: str, policy: SignInPolicy) -> None:
         raise InvalidInput(f"a password needs at least {policy.password_min_length} characters")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
-    if password.strip().casefold() == name.strip().casefold():
+    if password != password.strip():
+        raise InvalidInput("a password must not begin or end with a space")
+    if password.casefold() == name.strip().casefold():
         raise InvalidInput("a password must not be the user name")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("a password must be valid text (no lone surrogate)") from None
 
 
 @cache
