@@ -20,6 +20,8 @@ from engine.domain.pathway import Pathway, TransitionDefinition
 
 DIAGRAM_FORMATS = ("mermaid", "svg")
 _FONT = quoted("Helvetica")
+#: The black dot the initial state's arrow starts from (no state can have this name).
+_START = "pathway:start"
 #: A transition from this many states or more starts at a note naming them.
 MANY_SOURCES = 3
 
@@ -113,7 +115,7 @@ def dot_diagram(p: Pathway) -> str:
         f" margin={quoted('0.14,0.06')}];",
         f"  edge [fontname={_FONT}, fontsize=9, color={quoted('#475569')},"
         f" fontcolor={quoted('#1e293b')}, arrowsize=0.8];",
-        f"  {quoted('start')} [id={quoted('initial')}, shape=point, width=0.16];",
+        f"  {quoted(_START)} [id={quoted('initial')}, shape=point, width=0.16];",
     ]
 
     def declare(name: str, pad: str) -> None:
@@ -137,7 +139,7 @@ def dot_diagram(p: Pathway) -> str:
     for name in p.states:
         if "." not in name:
             declare(name, "  ")
-    lines.append(f"  {quoted('start')} -> {quoted(_leaf(p, p.initial))};")
+    lines.append(f"  {quoted(_START)} -> {quoted(_leaf(p, p.initial))};")
     for t in p.transitions:
         label = quoted(transition_label(p, t))
         head = _ends(p, t.dest, "lhead")
