@@ -355,21 +355,37 @@ class SimPatient:
         canonical: float | None = None,
     ) -> dict[str, Any]:
         """Record one result; `canonical` is its value in the pathway unit when `unit` differs."""
+        return self.labs([self._result(code, value, unit, canonical)])
+
+    def labs(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """Record results drawn together (a panel) in one unit of work, as a lab system sends
+        them: all or nothing, in order; the answer of the last."""
+        what = "labs " + ", ".join(f"{r['code']}={r['value']}" for r in results)
+        self.last_action = what
+        self.record.inputs += len(results)
+        self.sim.inputs += len(results)
+        answers = service.record_lab_results(
+            self.sim.uow_factory(),
+            "sim:lab",
+            [{"patient_id": self.id, "source": "synthetic", **r} for r in results],
+            all_or_nothing=True,
+        )
+        refused = [a for a in answers if not a["accepted"]]
+        if refused:
+            first = refused[0]
+            raise self.error(f"{what}: {first.get('error')}: {first.get('reason')}")
+        self.state = answers[-1]["state"]
+        return answers[-1]
+
+    def _result(
+        self, code: str, value: float | str, unit: str | None, canonical: float | None
+    ) -> dict[str, Any]:
         shown = round(value, 2) if isinstance(value, float) else value
         if unit is None and isinstance(value, int | float):
             unit = care_pathway().pathway.labs[code].unit  # a lab system states its unit
         if isinstance(value, float):
             self._track(code, round(value, 2) if canonical is None else canonical)
-        return self._call(
-            f"lab {code}={shown}",
-            service.record_lab_result,
-            "sim:lab",
-            self.id,
-            code=code,
-            value=shown,
-            unit=unit,
-            source="synthetic",
-        )
+        return {"code": code, "value": shown, "unit": unit}
 
     def _track(self, code: str, value: float) -> None:
         """Mirror the engine's view: latest value and start of the current normal run."""
@@ -393,17 +409,18 @@ class SimPatient:
         """Draw and record a panel (default ALT, AST, IgG); False when the patient missed it."""
         if may_skip and self.rng.random() < self.skip_lab_probability:
             return False
+        drawn: list[dict[str, Any]] = []
         for code in codes or ("ALT", "AST", "IgG"):
             value = round(self.measure(code), 2)
             # A few labs report in other units; the engine converts them.
             if code == "IgG" and self.rng.random() < 0.1:
-                self.lab(
-                    code, round(value * 100, 0), "mg/dL", canonical=round(value * 100, 0) / 100
-                )
+                in_mg = round(value * 100, 0)
+                drawn.append(self._result(code, in_mg, "mg/dL", in_mg / 100))
             elif code == "BILI" and self.rng.random() < 0.1:
-                self.lab(code, round(value / 17.1, 3), "mg/dL", canonical=value)
+                drawn.append(self._result(code, round(value / 17.1, 3), "mg/dL", value))
             else:
-                self.lab(code, value)
+                drawn.append(self._result(code, value, None, None))
+        self.labs(drawn)
         return True
 
     def event(self, kind: str, **data: Any) -> dict[str, Any]:
