@@ -195,7 +195,7 @@ def _context(
         "due_date": _patient_date(notice.due_at),
         "due_day": _day(notice.due_at),
         "late": is_late(notice, sent_at),
-        "due_soon": 0 <= (notice.due_at - sent_at).total_seconds() <= 7 * 86400,
+        "due_soon": notice.due_at - sent_at <= timedelta(days=7),
         "due_iso": f"{notice.due_at:%Y-%m-%d %H:%M} UTC",
         "patient_url": patient_page_url(notice, public_url),
         "reasons": [

@@ -322,6 +322,7 @@ def test_a_reminder_sent_later_on_its_due_day_is_not_late(pathway):
         notice_for(pathway, milestone), sent_at=DUE_AT + timedelta(hours=8), **MAIL
     )
     assert message["Subject"] == "A blood test is due this week"
+    assert "A blood test is due this week. Please have it taken by Tuesday" in text_of(message)
 
 
 def test_a_late_clinician_reminder_says_it_is_late_and_when_it_was_due(pathway):
