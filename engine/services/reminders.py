@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -35,7 +36,6 @@ from engine.domain.reminders import CoordinatorItem, Reminder, item_for, retry_d
 from engine.notifications.compose import (
     InvalidAddress,
     ReminderNotice,
-    checked_address,
     compose_reminder,
 )
 from engine.services.catalogue import care_pathway
@@ -332,23 +332,12 @@ def _notice(
         preferences: dict[str, Any] = contact["contact_preferences"] or {}
         if preferences.get("opt_out") or preferences.get("email") is False:
             raise Undeliverable("the patient has opted out of email reminders; contact them")
-        address, name = checked_address(contact["email"]), contact["given_name"] or "there"
+        address, name = contact["email"], contact["given_name"] or "there"
     else:
         if contact["clinician_id"] is None or not contact["clinician_email"]:
             raise Undeliverable(f"no email address on file for clinician {reminder.clinician!r}")
-        address = checked_address(contact["clinician_email"])
-        name = contact["clinician_name"]
-    pathway = care_pathway(contact["pathway_key"]).pathway
-    reasons = tuple(
-        (
-            r["rule"],
-            r["text"],
-            tuple(
-                f"{s} {pathway.sources.get(s, {}).get('title', '')}".strip() for s in r["sources"]
-            ),
-        )
-        for r in pathway.explain(reminder.rule_ids)
-    )
+        address, name = contact["clinician_email"], contact["clinician_name"]
+    reasons = milestone_reasons(contact["pathway_key"], tuple(reminder.rule_ids))
     return ReminderNotice(
         reminder_id=reminder.id,
         recipient_role=reminder.recipient,
@@ -363,6 +352,26 @@ def _notice(
         reasons=reasons,
         site=reminder.site,
         clinic_name=policy.clinic_name,
+    )
+
+
+@lru_cache(maxsize=4096)
+def milestone_reasons(
+    pathway_key: str, rule_ids: tuple[str, ...]
+) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+    """Why a milestone is due: (rule ID, rule sentence, sources) from its pathway version.
+
+    Pathway versions are immutable, so the answer is kept per (version, rules)."""
+    pathway = care_pathway(pathway_key).pathway
+    return tuple(
+        (
+            r["rule"],
+            r["text"],
+            tuple(
+                f"{s} {pathway.sources.get(s, {}).get('title', '')}".strip() for s in r["sources"]
+            ),
+        )
+        for r in pathway.explain(list(rule_ids))
     )
 
 
