@@ -415,6 +415,7 @@ def test_prefetched_active_medications_the_pathway_has_not_recorded_get_an_info_
     assert card["indicator"] == "info" and "lists azathioprine as active" in card["summary"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_feedback_records_overrides_and_accepted_suggestions_in_the_audit_trail(
     client, ehr, enrol, uow_factory
 ):
