@@ -209,6 +209,37 @@ def test_order_sign_for_budesonide_in_cirrhosis_gets_a_critical_card_citing_the_
     assert card["uuid"] in {c["id"] for c in reviewed["detail"]["cards"]}
 
 
+def _named_by_atc(order):
+    order["medicationCodeableConcept"] = {
+        "coding": [{"system": "http://www.whocc.no/atc", "code": "A07EA06"}]
+    }
+
+
+def _named_by_text(order):
+    order["medicationCodeableConcept"] = {"text": "budesonide 3 mg gastro-resistant capsule"}
+
+
+def _contained_medication(order):
+    concept = order.pop("medicationCodeableConcept")
+    order["contained"] = [{"resourceType": "Medication", "id": "med1", "code": concept}]
+    order["medicationReference"] = {"reference": "#med1"}
+
+
+@pytest.mark.parametrize(
+    "name", [_named_by_atc, _named_by_text, _contained_medication], ids=lambda f: f.__name__[1:]
+)
+def test_the_drug_is_found_by_atc_code_text_or_a_contained_medication(name, client, ehr, enrol):
+    patient_id = _screened(client, ehr, enrol, cirrhosis=True)
+    order = copy.deepcopy(BUDESONIDE)
+    name(order)
+
+    cards = client.post(
+        SIGN, json=hook_request("order-sign", patient_id, order), headers=ehr["ehr"]
+    ).json()["cards"]
+
+    assert any("SAFE-BUD-CIRRHOSIS" in c["summary"] for c in cards), cards
+
+
 def test_the_suggested_alternative_itself_passes_the_review(client, ehr, enrol):
     patient_id = _screened(client, ehr, enrol, cirrhosis=True)
     cards = client.post(
