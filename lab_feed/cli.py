@@ -50,6 +50,9 @@ def listen(
     except (DomainError, Forbidden) as problem:
         err.print(f"[bold red]error[/] ({problem.code}) {problem.message}")
         raise typer.Exit(2) from None
+    if site and principal.site and site != principal.site:
+        err.print(f"[bold red]error[/] the token's user records labs for {principal.site} only")
+        raise typer.Exit(2)
     feed = LabFeed(uow_factory, principal, sites, SystemClock())
     listener = LabListener(feed, ListenerLimits(max_message_bytes, idle_seconds))
 
