@@ -55,6 +55,14 @@ def people(uow_factory) -> dict[str, str]:
     return enrol_people(uow_factory)
 
 
+ON_BOTH_DATABASES = pytest.mark.parametrize(
+    "database_url",
+    ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+
+
+@ON_BOTH_DATABASES
 def test_a_name_is_found_whatever_its_case_and_accents(client, callers, people):
     found = client.get("/patients?name=angs", headers=callers["clinician-anywhere"]).json()
     assert sorted(names(found)) == ["Zoe Angstrom", "Zoë Ångström"]  # same keys: id decides
@@ -168,8 +176,9 @@ def crowd(uow_factory) -> int:
     return len(people)
 
 
+@ON_BOTH_DATABASES
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(limit=st.integers(1, 12), name=st.sampled_from(["", "n", "ng", "o", "ann", "bo", "ø"]))
 def test_paging_by_cursor_loses_and_repeats_nothing(uow_factory, crowd, limit, name):
