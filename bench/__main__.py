@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "dispatch": "reminder and alert dispatch",
     "api": "the coordinator API",
     "cds": "CDS Hooks order-sign over HTTP with a prefetch, beside the service call",
+    "hl7": "ORU^R01 over MLLP to committed results, beside the batch service alone",
 }
 
 
