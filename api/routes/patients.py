@@ -127,7 +127,7 @@ def list_(
             state=state,
             mine=mine,
             cursor=cursor,
-            limit=min(limit, 100),
+            limit=limit,  # a search pages by at most 100 (422 beyond)
         )
     scope = listing_scope(principal, "patient.read", site)
     if scope.empty:

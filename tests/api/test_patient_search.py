@@ -133,6 +133,7 @@ BAD_SEARCHES = [
     ("cursor=WyJhIiwxXQ", "cursor is not one a previous page gave"),
     ("name=x&nmae=y", "nmae"),
     ("limit=0&name=a", "greater than or equal to 1"),
+    ("limit=101&name=a", "limit must be between 1 and 100"),
 ]
 
 
