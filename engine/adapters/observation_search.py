@@ -6,6 +6,9 @@ page starts strictly after the last row of the previous page, so paging stays ch
 deep it goes and rows recorded meanwhile are neither skipped nor repeated. One patient's rows
 are found through `ix_lab_results_patient` (patient, code, time); a search over a whole site or
 every site walks `ix_lab_results_taken_at` (time, id) in page order and stops after one page.
+The site is an EXISTS on the row's patient, not a join, so SQLite (which keeps no statistics)
+does not start from the site's patients and sort all their results; the patient's site and
+pathway are looked up for the page's rows only.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from engine.adapters.orm import lab_results, patients
@@ -39,8 +42,12 @@ def _conditions(criteria: ObservationFilter) -> list[Any]:
     found: list[Any] = []
     if criteria.patient_id is not None:
         found.append(lab_results.c.patient_id == criteria.patient_id)
-    if criteria.site is not None:
-        found.append(patients.c.site == criteria.site)
+    if criteria.site is not None:  # EXISTS, not a join: the planner keeps walking in time order
+        found.append(
+            exists().where(
+                patients.c.id == lab_results.c.patient_id, patients.c.site == criteria.site
+            )
+        )
     if criteria.codes is not None:
         found.append(lab_results.c.code.in_(sorted(criteria.codes)))
     if criteria.taken_from is not None:
@@ -50,8 +57,11 @@ def _conditions(criteria: ObservationFilter) -> list[Any]:
     return found
 
 
-def _joined(query: Any) -> Any:
-    return query.select_from(lab_results.join(patients, patients.c.id == lab_results.c.patient_id))
+def _of_patient(column: Any) -> Any:
+    """A column of the row's patient, looked up for the rows of the page only."""
+    return (
+        select(column).where(patients.c.id == lab_results.c.patient_id).scalar_subquery()
+    ).label(column.name)
 
 
 def find_observations(
@@ -70,7 +80,7 @@ def find_observations(
             ),
         ]
     rows = session.execute(
-        _joined(select(lab_results, patients.c.site, patients.c.pathway_key))
+        select(lab_results, _of_patient(patients.c.site), _of_patient(patients.c.pathway_key))
         .where(*conditions)
         .order_by(lab_results.c.taken_at.desc(), lab_results.c.id.desc())
         .limit(limit + 1)
@@ -82,4 +92,5 @@ def find_observations(
 
 def count_observations(session: Session, criteria: ObservationFilter) -> int:
     """How many rows match in all (cheap for one patient: their rows only)."""
-    return session.scalar(_joined(select(func.count())).where(*_conditions(criteria))) or 0
+    query = select(func.count()).select_from(lab_results).where(*_conditions(criteria))
+    return session.scalar(query) or 0
