@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY workers ./workers
 COPY api ./api
+COPY lab_feed ./lab_feed
 COPY pathways ./pathways
 RUN pip install --no-cache-dir -e . && useradd --system --home /app aihp && mkdir -p var && chown aihp var
 USER aihp
