@@ -22,6 +22,7 @@ from api.main import create_app
 from api.pages.session import COOKIE
 from engine.config import Settings
 from engine.services import access
+from engine.services import coordinator_queue as queue_service
 from engine.services.access_policy import Decision, Resource, decide
 from tests.api import fhir_resources as fhir
 from tests.security.policy_world import (  # noqa: F401  (world_fixture: the `world` fixture)
@@ -148,6 +149,12 @@ def _prepare(world: World, method: str, path: str) -> tuple[str, dict[str, Any]]
     if "{item_id}" in path or "{reminder_id}" in path:
         item = world.item(ids["patient_id"])
         ids |= {"item_id": item["id"], "reminder_id": item["reminder_id"]}
+        if path.endswith("/undo"):  # something to undo: a snooze by the coordinator at north
+            holder = world.principal(caller_name("coordinator", "own site")).actor
+            until = world.clock.now() + timedelta(days=1)
+            queue_service.snooze_item(
+                world.uow_factory(), holder, item["id"], until=until, reason="away"
+            )
     if "{record_id}" in path:
         ids["record_id"] = world.lab_record(ids["patient_id"])
     if "{user_id}" in path:
@@ -187,7 +194,8 @@ def _body(world: World, method: str, path: str, made: dict[str, Any]) -> Any:
         "/patients/{patient_id}/labs": {"code": "ALT", "value": 420, "unit": "U/L"},
         "/patients/{patient_id}/events": {"kind": "elastography", "data": {"kpa": 8}},
         "/patients/{patient_id}/orders": {"drug": "prednisolone", "mg_per_day": 30},
-        "/queues/items/{item_id}/complete": {"note": "phoned the lab"},
+        "/queues/items/{item_id}/complete": {"outcome": "called_patient", "note": "phoned the lab"},
+        "/queues/items/claim": {"item_ids": ["an-item-of-nobody"]},
         "/queues/items/{item_id}/snooze": {"until": soon, "reason": "patient away"},
         "/queues/items/{item_id}/take-over": {"reason": "holder on leave"},
         "/users": {"name": f"new-{world.serial('new')}", "role": "clinician", "site": "north"},
@@ -285,6 +293,8 @@ def test_pages_answer_what_the_policy_decides(case, world: World):
         "mg_per_day": "30",
         "kind": "elastography",
         "f_kpa": "8",
+        "outcome": "called_patient",
+        "pick:an-item-of-nobody": "on",
     }
     try:
         if method == "GET":
