@@ -90,9 +90,9 @@ class CoordinatorItem:
             return "escalated"
         if self.kind == "failed_delivery":
             return "failed_delivery"
-        if self.milestone_kind == "lab":
-            return "awaiting_results"
-        return "overdue" if self.due_at < start_of_today else "due_today"
+        if self.due_at < start_of_today:
+            return "overdue"  # past due, whatever it waits for
+        return "awaiting_results" if self.milestone_kind == "lab" else "due_today"
 
 
 def plan_reminders(patient: Patient, milestone: Milestone, now: datetime) -> list[Reminder]:
