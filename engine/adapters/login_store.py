@@ -58,8 +58,8 @@ class SqlLoginStore:
     def __init__(self, session: Session):
         self.session = session
 
-    def account(self, name: str) -> Account | None:
-        """The user of this name (or id), or None."""
+    def account(self, name: str, *, or_id: bool = True) -> Account | None:
+        """The user of this name (or id, unless `or_id` is False), or None."""
         row = self.session.execute(
             select(
                 users.c.id,
@@ -68,7 +68,9 @@ class SqlLoginStore:
                 users.c.site,
                 users.c.active,
                 users.c.password_hash,
-            ).where(or_(users.c.name == name, users.c.id == name))
+            ).where(
+                or_(users.c.name == name, users.c.id == name) if or_id else users.c.name == name
+            )
         ).first()
         return Account(**row._mapping) if row else None
 

@@ -191,7 +191,7 @@ def sign_in(
         now = uow.clock.now()
         key = _name_hash(name)
         throttle = store.throttle(key)
-        account = store.account(name) if name else None
+        account = store.account(name, or_id=False) if name else None  # one throttle per name
         actor = f"user:{account.id}" if account else "anonymous"
         if throttle.locked_until is not None and throttle.locked_until > now:
             _audit(uow, actor, "login_failed", {"reason": "locked", "method": "password"})
