@@ -56,6 +56,7 @@ class Observation:
 
     set_id: str
     position: int  # the OBX's rank among the message's OBX segments, 1-based
+    order: str  # the set id of the OBR above it
     record_number: str
     code: tuple[str, str]  # (identifier, coding system)
     alternate_code: tuple[str, str]
@@ -67,8 +68,8 @@ class Observation:
 
     @property
     def label(self) -> str:
-        """How an answer names the observation."""
-        return f"OBX {self.set_id or self.position}"
+        """How an answer names the observation: by its OBR's and its own set id."""
+        return f"OBR {self.order or '-'} OBX {self.set_id or '-'}"
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def read_oru(raw: bytes) -> OruMessage:
     if len(header.sending_facility) > 60 or len(header.control_id) > 128:
         raise Rejected("MSH-4 or MSH-10 is too long", "102", "MSH^1^10", header)
     observations: list[Observation] = []
-    record_number, order_time = "", ""
+    record_number, order, order_time = "", "", ""
     body = []
     for number, segment in enumerate(message, start=1):
         name = str(segment[0])
@@ -150,12 +151,14 @@ def read_oru(raw: bytes) -> OruMessage:
             body.append(str(segment))
         if name == "PID":
             record_number = _record_number(message, segment)
-            order_time = ""
+            order, order_time = "", ""
         elif name == "OBR":
-            order_time = _text(message, segment, 7)
+            order, order_time = _text(message, segment, 1), _text(message, segment, 7)
         elif name == "OBX":
             observations.append(
-                _observation(message, segment, len(observations) + 1, record_number, order_time)
+                _observation(
+                    message, segment, len(observations) + 1, record_number, order, order_time
+                )
             )
     if not observations:
         raise Rejected("the message carries no OBX result", "101", "OBX", header)
@@ -173,11 +176,12 @@ def _decode(raw: bytes) -> str:
 
 
 def _observation(
-    message: Any, obx: Any, position: int, record_number: str, order_time: str
+    message: Any, obx: Any, position: int, record_number: str, order: str, order_time: str
 ) -> Observation:
     return Observation(
         set_id=_text(message, obx, 1),
         position=position,
+        order=order,
         record_number=record_number,
         code=(_text(message, obx, 3, component=1), _text(message, obx, 3, component=3)),
         alternate_code=(_text(message, obx, 3, component=4), _text(message, obx, 3, component=6)),

@@ -159,8 +159,7 @@ class LabFeed:
     def _refused(
         self, header: Header, refused: list[Problem], warnings: list[ErrorLine], total: int
     ) -> bytes:
-        which = ", ".join(p.observation.label for p in refused)
-        text = f"nothing recorded: {which} refused ({refused[0].reason})"
+        text = f"nothing recorded: {len(refused)} of {total} results refused (see ERR)"
         return self._ack(header, "AE", text, [_error_line(p) for p in refused] + warnings)
 
     def _replay(self, header: Header, key: MessageKey, digest: str, received: str) -> bytes:

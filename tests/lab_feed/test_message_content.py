@@ -65,7 +65,7 @@ def test_an_unknown_patient_refuses_the_whole_message(connect, patient, labs_of)
 
     assert ack.code == "AE"
     assert ack.errors == [
-        ("OBX^2^3", "204", "E", "OBX 1: PID-3 'NR-UNKNOWN' is not a patient of site north")
+        ("OBX^2^3", "204", "E", "OBR 1 OBX 1: PID-3 'NR-UNKNOWN' is not a patient of site north")
     ]
     assert labs_of(patient) == []
 
@@ -128,7 +128,7 @@ def test_results_that_are_not_final_are_left_out_with_a_warning(connect, patient
 
     assert ack.code == "AA"
     assert ack.errors == [
-        ("OBX^2^11", "207", "W", "OBX 2: result status P is not final; not recorded")
+        ("OBX^2^11", "207", "W", "OBR 1 OBX 2: result status P is not final; not recorded")
     ]
     assert [lab["code"] for lab in labs_of(patient)] == ["ALT"]
 
