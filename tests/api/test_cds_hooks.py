@@ -492,39 +492,33 @@ def test_feedback_records_overrides_and_accepted_suggestions_in_the_audit_trail(
     assert "hepatology advised budesonide" in overridden["reason"]
 
 
-@pytest.mark.parametrize(
-    "change, status",
-    [
-        (lambda f: f["feedback"][0].update(card="5b5b1d7e-3e77-4a8c-9a53-1f7c1d3a9d11"), 404),
-        (lambda f: f["feedback"][0].update(card="not-a-uuid"), 400),
-        (lambda f: f["feedback"][0].update(outcome="ignored"), 400),
-        (lambda f: f["feedback"][0].update(overrideReason={"reason": {"code": "busy"}}), 400),
-        (lambda f: f["feedback"][0].update(acceptedSuggestions=[{"id": "x"}]), 400),
-        (lambda f: f.update(feedback=[]), 400),
-    ],
-    ids=[
-        "unknown card",
-        "not a uuid",
-        "unknown outcome",
-        "reason not offered",
-        "suggestion not offered",
-        "no feedback",
-    ],
-)
-def test_bad_feedback_is_refused_with_a_reason_and_writes_nothing(
-    change, status, client, ehr, enrol, uow_factory
-):
+BAD_FEEDBACK = {
+    "unknown card": (lambda f: f.update(card="5b5b1d7e-3e77-4a8c-9a53-1f7c1d3a9d11"), 404),
+    "not a uuid": (lambda f: f.update(card="not-a-uuid"), 400),
+    "unknown outcome": (lambda f: f.update(outcome="ignored"), 400),
+    "reason not offered": (lambda f: f.update(overrideReason={"reason": {"code": "busy"}}), 400),
+    "suggestion not offered": (lambda f: f.update(acceptedSuggestions=[{"id": "x"}]), 400),
+    "comment with CR/LF": (lambda f: f.update(overrideReason={"userComment": "a\r\nb"}), 400),
+    "no feedback": (None, 400),
+}
+
+
+def test_bad_feedback_is_refused_with_a_reason_and_writes_nothing(client, ehr, enrol, uow_factory):
     patient_id = _screened(client, ehr, enrol, cirrhosis=True)
     cards = client.post(
         SIGN, json=hook_request("order-sign", patient_id, BUDESONIDE), headers=ehr["ehr"]
     ).json()["cards"]
-    feedback = {"feedback": [{"card": cards[0]["uuid"], "outcome": "overridden"}]}
-    change(feedback)
 
-    response = client.post(f"{SIGN}/feedback", json=feedback, headers=ehr["ehr"])
+    for case, (change, status) in BAD_FEEDBACK.items():
+        entry = {"card": cards[0]["uuid"], "outcome": "overridden"}
+        if change is not None:
+            change(entry)
+        feedback = {"feedback": [entry] if change is not None else []}
 
-    assert response.status_code == status, response.text
-    assert response.json()["detail"]
+        response = client.post(f"{SIGN}/feedback", json=feedback, headers=ehr["ehr"])
+
+        assert response.status_code == status, (case, response.text)
+        assert response.json()["detail"], case
     assert _audit(uow_factory, "order_review_feedback") == []
 
 
@@ -548,25 +542,19 @@ def test_another_sites_patient_and_cards_are_not_found(client, ehr, enrol, uow_f
     assert any(r["detail"]["route"] == "/cds-services/{service_id}" for r in refusals)
 
 
-@pytest.mark.parametrize("caller", ["clinician", "coordinator", "admin", "lab-interface"])
-def test_only_the_ehr_role_may_call_the_service(caller, client, ehr, enrol):
+def test_only_the_ehr_role_may_call_the_service(client, ehr, enrol):
     patient_id = enrol()["patient_id"]
     body = hook_request("order-sign", patient_id, BUDESONIDE)
 
-    assert client.get("/cds-services", headers=ehr[caller]).status_code == 403
-    assert client.post(SIGN, json=body, headers=ehr[caller]).status_code == 403
+    for caller in ("clinician", "coordinator", "admin", "lab-interface", "auditor"):
+        assert client.get("/cds-services", headers=ehr[caller]).status_code == 403, caller
+        assert client.post(SIGN, json=body, headers=ehr[caller]).status_code == 403, caller
     assert client.post(SIGN, json=body).status_code == 401
+    assert client.get("/cds-services", headers=ehr["ehr-anywhere"]).status_code == 200
 
 
 def _drop_context(body):
     del body["context"]
-
-
-def _nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = {"a": value}
-    return value
 
 
 def _dose(value):
@@ -613,38 +601,37 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
-def test_a_malformed_request_is_a_400_with_the_reason(case, client, ehr, enrol, uow_factory):
+def test_a_malformed_request_is_a_400_with_the_reason(client, ehr, enrol, uow_factory):
     patient_id = enrol(cirrhosis=True)["patient_id"]
-    body = copy.deepcopy(hook_request("order-sign", patient_id, BUDESONIDE))
-    change, reason = MALFORMED[case]
-    change(body)
 
-    response = client.post(SIGN, json=body, headers=ehr["ehr"])
+    for case, (change, reason) in MALFORMED.items():
+        body = copy.deepcopy(hook_request("order-sign", patient_id, BUDESONIDE))
+        change(body)
 
-    assert response.status_code == 400, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert reason in response.json()["detail"], response.json()["detail"]
+        response = client.post(SIGN, json=body, headers=ehr["ehr"])
+
+        assert response.status_code == 400, (case, response.text)
+        assert response.headers["content-type"] == "application/problem+json", case
+        assert reason in response.json()["detail"], (case, response.json()["detail"])
     assert _audit(uow_factory, "order_reviewed") == []
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b'{"hook": "order-sign", "context": {"patientId": "x", "n": NaN}}',
-        b'{"hook": "order-sign", "context": ' + b'{"a": ' * 200 + b"1" + b"}" * 201,
-        b"[1, 2]",
-        b"not json",
-    ],
-    ids=["NaN", "deep JSON", "not an object", "not JSON"],
-)
-def test_unreadable_bodies_are_refused_before_the_service(raw, client, ehr):
-    response = client.post(
-        SIGN, content=raw, headers={**ehr["ehr"], "Content-Type": "application/json"}
-    )
+UNREADABLE = {
+    "NaN": b'{"hook": "order-sign", "context": {"patientId": "x", "n": NaN}}',
+    "deep JSON": b'{"hook": "order-sign", "context": ' + b'{"a": ' * 200 + b"1" + b"}" * 201,
+    "not an object": b"[1, 2]",
+    "not JSON": b"not json",
+}
 
-    assert 400 <= response.status_code < 500, response.text
-    assert response.json()["detail"]
+
+def test_unreadable_bodies_are_refused_before_the_service(client, ehr):
+    for case, raw in UNREADABLE.items():
+        response = client.post(
+            SIGN, content=raw, headers={**ehr["ehr"], "Content-Type": "application/json"}
+        )
+
+        assert 400 <= response.status_code < 500, (case, response.text)
+        assert response.json()["detail"], case
 
 
 def test_an_unknown_service_is_404(client, ehr):
