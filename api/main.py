@@ -39,7 +39,8 @@ Care-pathway engine for autoimmune hepatitis: enrol patients, record labs, event
 through the guideline's safety rules, and read where each patient is and why.
 
 * **Auth**: `Authorization: Bearer <token>`. Roles: clinician, coordinator, lab-interface,
-  auditor, admin. A caller with a site sees only that site's patients; others are 404.
+  auditor, admin, ehr (CDS Hooks at `/cds-services`). A caller with a site sees only that
+  site's patients; others are 404.
 * **Errors**: `application/problem+json` (RFC 9457). A refused order is 422 with `rule_ids`.
 * **Concurrency**: status carries `version` and `ETag: "v<version>"`; send `If-Match`
   (or `expected_version`) on a change: 412 if stale, 409 if a concurrent writer won.
