@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from engine.services import audit_trail
 from engine.services.access_policy import Principal
 from lab_feed.receiver import LabFeed
 from tests.lab_feed.oru_messages import ALT, BILI_LOCAL, HBSAG, Obx, oru, read_ack
@@ -54,7 +55,9 @@ def test_a_result_that_cannot_be_recorded_refuses_the_message_with_its_reason(
     assert labs_of(patient) == []  # the good OBX of the same message is not recorded either
 
 
-def test_an_unknown_patient_refuses_the_whole_message(connect, patient, labs_of):
+def test_an_unknown_patient_refuses_the_whole_message_and_is_audited(
+    connect, patient, labs_of, uow_factory, feed
+):
     message = oru(
         "NR-100",
         (TAKEN, [Obx(ALT, "420", "U/L")]),
@@ -68,6 +71,10 @@ def test_an_unknown_patient_refuses_the_whole_message(connect, patient, labs_of)
         ("OBX^2^3", "204", "E", "OBR 1 OBX 1: PID-3 'NR-UNKNOWN' is not a patient of site north")
     ]
     assert labs_of(patient) == []
+    entries = audit_trail.audit_entries(uow_factory(), "test", limit=10)
+    (refusal,) = [e for e in entries if e["action"] == "access_refused"]
+    assert refusal["actor"] == feed.principal.actor
+    assert "NR-UNKNOWN" not in str(refusal)  # the audit line carries no record number
 
 
 def test_another_sites_patient_is_answered_like_an_unknown_one(connect, enrol_north):
