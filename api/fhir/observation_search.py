@@ -17,7 +17,9 @@ Site scoping: a caller with a site searches that site's results only; a `patient
 site (or an unknown one) has no results, exactly like a patient without any. Each search is
 audited (`observation_search`: the caller, the patient searched, the criteria, no value).
 Unsupported parameters, malformed values, control characters and too large a `_count` are a
-400 OperationOutcome (see `api/fhir/search_params.py`).
+400 OperationOutcome (see `api/fhir/search_params.py`); with `Prefer: handling=lenient` the
+unsupported ones are ignored and named in a warning OperationOutcome entry (search mode
+`outcome`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fastapi import Request
 
 from api.deps import PatientReader, UnitOfWork
 from api.fhir.observation import observation_resource
-from api.fhir.outcome import FhirError
+from api.fhir.outcome import FhirError, operation_outcome
 from api.fhir.routing import answer, base_url, new_router, reference_id, searchset
 from api.fhir.search_params import date_bounds, page_size, search_links, search_query, token
 from api.fhir.terminology import LOINC
@@ -98,6 +100,11 @@ def search(request: Request, principal: PatientReader, uow: UnitOfWork):
     if found["total"] is None:
         del bundle["total"]
     bundle["link"] = search_links(f"{base}/Observation", query, count, found["next_cursor"])
+    if query.ignored:  # lenient handling: say what was left out, as FHIR servers do
+        ignored = ", ".join(sorted({repr(name[:40]) for name in query.ignored}))
+        outcome = operation_outcome(f"search parameters ignored: {ignored}", "not-supported")
+        outcome["issue"][0]["severity"] = "warning"
+        bundle["entry"].append({"resource": outcome, "search": {"mode": "outcome"}})
     return answer(bundle)
 
 
