@@ -2,7 +2,8 @@
 
 Real `celery -A workers worker` and `celery -A workers beat` processes on PostgreSQL and Redis,
 an aiosmtpd sink counting by Message-ID; reminders are seeded weeks in the past, so they are
-due now for the workers' real clock.
+due now for the workers' real clock. The bound on re-sending after a kill, while a backlog
+drains, and the database outage longer than the lease are in test_recovery_bounds.py.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def test_sigkilled_workers_lose_no_reminder_and_repeat_at_most_the_killed_in_fli
     cluster: CeleryCluster, clinic: ChaosClinic, sink: TimedSink
 ):
     sink.delay_seconds = 0.3  # each worker spends most of its time inside an SMTP transaction
-    patient_ids = clinic.enrol_on_prednisolone(20)
+    patient_ids = clinic.enrol_on_prednisolone(14)
     seeded = clinic.due(patient_ids)
     workers = [cluster.add_worker("w1"), cluster.add_worker("w2")]
     cluster.start_beat()
@@ -130,33 +131,6 @@ def test_sigkilled_workers_lose_no_reminder_and_repeat_at_most_the_killed_in_fli
     assert killed_while_held <= set(repeated)  # accepted by SMTP, never recorded: sent again
     if not repeated:
         assert sink.count_by_message_id() == {mid: 1 for mid in seeded.emails}
-
-
-def test_reminder_held_by_a_killed_worker_is_sent_again_within_a_minute(
-    cluster: CeleryCluster, clinic: ChaosClinic, sink: TimedSink
-):
-    sink.delay_seconds = 1.0
-    seeded = clinic.due(clinic.enrol_on_prednisolone(2))
-    doomed, survivor = cluster.add_worker("doomed"), cluster.add_worker("survivor")
-    cluster.start_beat()
-    wait_until_sending(doomed, cluster, sink)
-    doomed.kill()
-    killed_at = time.monotonic()
-    sink.delay_seconds = 0.05
-    (lost,) = held_from(doomed, cluster, sink)
-
-    resent = wait_until(
-        lambda: sink.arrival_times(lost)[1:],
-        60,
-        lambda: f"{lost} not sent again; statuses {clinic.statuses()}\n{cluster.logs()}",
-    )
-    took = resent[0] - killed_at
-    bound = cluster.stale_claim_seconds + 2 * cluster.dispatch_interval_seconds + 10
-    print(f"re-sent {took:.1f}s after the kill (bound {bound:.0f}s)")
-    assert took <= bound and took < 60
-    wait_for_delivery(seeded, sink, clinic, cluster)
-    assert survivor.alive
-    assert duplicates(sink) == {lost: 2}
 
 
 def test_redis_restart_mid_run_loses_no_reminder(
