@@ -43,9 +43,9 @@ router = new_router()
 #: Supported parameters and how often each may be given.
 SUPPORTED = {"patient": 1, "code": 4, "date": 4, "_count": 1, "_cursor": 1}
 DEFAULT_COUNT, MAX_COUNT = 50, 100
-#: What the CapabilityStatement declares: the search parameters (with FHIR's definitions)
-#: and, as documentation, the result parameter `_count` and the order (the cursor is only
-#: followed, from `next` links).
+#: What the CapabilityStatement declares: the search parameters, with FHIR's definitions, and
+#: a documentation line for the order, `_count` and paging (`_cursor` is only followed, from
+#: `next` links, so it is not declared).
 SEARCH_PARAMS = [
     {"name": name, "type": kind, "definition": f"http://hl7.org/fhir/SearchParameter/{defined}"}
     for name, kind, defined in (

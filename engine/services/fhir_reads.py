@@ -222,7 +222,7 @@ def _position(cursor: str | None) -> Position | None:
         taken_at = datetime.fromisoformat(moment)
     except (ValueError, binascii.Error, UnicodeError):
         raise refused from None
-    if not (taken_at.tzinfo and 1900 < taken_at.year < 2200) or not record_id.isalnum():
+    if not (taken_at.tzinfo and 1900 <= taken_at.year < 2200) or not record_id.isalnum():
         raise refused
     return taken_at, record_id
 
