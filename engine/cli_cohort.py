@@ -55,7 +55,7 @@ def run_cohort(url: str, patients: int, months: int, seed: int, enrol_over_month
 
     clock = _simulation_clock(months)
     uow_factory = unit_of_work_factory(get_settings(), clock, url)
-    with _progress() as progress:
+    with _Progress() as progress:
         try:
             return simulate_cohort(
                 uow_factory,
@@ -71,7 +71,7 @@ def run_cohort(url: str, patients: int, months: int, seed: int, enrol_over_month
             raise typer.Exit(1) from None
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on a terminal; otherwise a plain line at the start, every
     PROGRESS_SECONDS and at the end (so a log shows the seeding is alive)."""
 

@@ -124,6 +124,8 @@ async def login(request: Request):
             else "That user name and password do not match."
         )
         return _login_page(request, wanted, error, 401, name)
+    if previous := request.cookies.get(COOKIE):  # a new login ends the browser's old session
+        await run_in_threadpool(sign_in.sign_out, request.app.state.uow_factory(), previous)
     response = RedirectResponse(wanted or _landing(request, opened.principal), status_code=303)
     lifetime = opened.expires_at - request.app.state.clock.now()
     response.set_cookie(

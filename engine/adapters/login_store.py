@@ -133,6 +133,24 @@ class SqlLoginStore:
         if changed.rowcount == 0:
             self.session.execute(insert(login_throttle).values(name_hash=name_hash, **values))
 
+    def prune(self, now: datetime, window_start: datetime) -> None:
+        """Forget throttles whose lock and failure window are over, and sessions that ended
+        (so names tried once, e.g. by a password sprayer, do not pile up)."""
+        self.session.execute(
+            delete(login_throttle).where(
+                or_(login_throttle.c.locked_until.is_(None), login_throttle.c.locked_until <= now),
+                or_(
+                    login_throttle.c.first_failed_at.is_(None),
+                    login_throttle.c.first_failed_at < window_start,
+                ),
+            )
+        )
+        self.session.execute(
+            delete(login_sessions).where(
+                or_(login_sessions.c.expires_at <= now, login_sessions.c.revoked_at.is_not(None))
+            )
+        )
+
     def clear_throttle(self, name_hash: str) -> None:
         self.session.execute(delete(login_throttle).where(login_throttle.c.name_hash == name_hash))
 

@@ -213,6 +213,7 @@ def sign_in(
         if policy.hasher.check_needs_rehash(account.password_hash or ""):
             store.set_password_hash(account.id, hash_password(password, policy), now)
         store.clear_throttle(key)
+        store.prune(now, now - policy.failure_window)
         principal = Principal(account.id, account.name, account.role, account.site)
         return _open(uow, store, principal, None, policy, "password")
 

@@ -10,9 +10,9 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from engine.adapters.access_tables import login_sessions, users
+from engine.adapters.access_tables import login_sessions, login_throttle, users
 from engine.adapters.orm import audit_log
 from engine.config import Settings
 from engine.domain.errors import InvalidInput
@@ -259,3 +259,22 @@ def test_logins_lockouts_and_logouts_are_audited_without_the_password(
 def _message(response) -> str:
     found = re.search(r'role="alert"[^>]*>([^<]+)<', response.text)
     return found.group(1) if found else ""
+
+
+def test_a_new_login_in_the_same_browser_ends_its_previous_session(client, anna):
+    log_in(client)
+    first = client.cookies["aihp_session"]
+    log_in(client)
+    assert client.cookies["aihp_session"] != first
+    client.cookies.set("aihp_session", first, path="/ui")
+    assert not signed_in(client)
+
+
+def test_failed_names_are_forgotten_once_their_window_is_over(client, anna, clock, uow_factory):
+    for name in ("sprayed-1", "sprayed-2", "sprayed-3"):
+        log_in(client, name=name, password="guess guess guess")
+    clock.advance(POLICY.failure_window + timedelta(minutes=1))
+    log_in(client, name="sprayed-4", password="guess guess guess")
+    assert log_in(client).status_code == 303
+    with uow_factory() as uow:
+        assert uow.session.execute(select(func.count()).select_from(login_throttle)).scalar() == 1
