@@ -179,7 +179,7 @@ def crowd(uow_factory) -> int:
 
 @ON_BOTH_DATABASES
 @settings(
-    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(limit=st.integers(1, 12), name=st.sampled_from(["", "n", "ng", "o", "ann", "bo", "ø"]))
 def test_paging_by_cursor_loses_and_repeats_nothing(uow_factory, crowd, limit, name):
