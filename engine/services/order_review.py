@@ -123,16 +123,18 @@ def review_drafts(
         patient = uow.patients.for_care(ref.id)
         care = care_pathway(patient.pathway_key)
         now = uow.clock.now()
+        # read before any rehearsal (and the audit's own transaction) expires the patient
+        patient_id, state = patient.id, patient.state
+        notes = _unrecorded(care, patient, active_elsewhere)
         answers = []
-        for draft in drafts:
+        for index, draft in enumerate(drafts):
             answer = _review(care, patient, draft, now)
             placed = answer.pop("would_place", None)
             if placed is not None:
                 answer["notes"] += _alerts_raised(uow, care, patient, placed, now)
-                patient = uow.patients.for_care(ref.id)  # as stored: the rehearsal is undone
+                if index + 1 < len(drafts):  # the next draft meets the patient as stored
+                    patient = uow.patients.for_care(ref.id)
             answers.append(answer)
-        notes = _unrecorded(care, patient, active_elsewhere)
-        patient_id, state = patient.id, patient.state  # read before the audit's own transaction
         cards = [
             {
                 "id": c["card"],

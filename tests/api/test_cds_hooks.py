@@ -303,6 +303,21 @@ def test_an_alert_the_order_would_raise_is_a_warning_and_nothing_is_written(
     assert _audit(uow_factory, "medication_ordered") == []
 
 
+def test_each_draft_is_judged_against_the_patient_as_stored(client, ehr, enrol):
+    """The first draft's rehearsal (the patient would start induction) is undone before the
+    second is judged: 60 mg/day is still above the induction dose, not within the course."""
+    patient_id = _screened(client, ehr, enrol)
+    first = medication_request("pred-1", "8638", "prednisolone 10 MG Oral Tablet", 30)
+    second = medication_request("pred-2", "8638", "prednisolone 20 MG Oral Tablet", 60)
+
+    cards = client.post(
+        SIGN, json=hook_request("order-sign", patient_id, first, second), headers=ehr["ehr"]
+    ).json()["cards"]
+
+    (card,) = cards
+    assert card["indicator"] == "warning" and "60 mg/day is above 30 mg/day" in card["detail"]
+
+
 def test_a_dose_above_the_plausible_ceiling_is_critical(client, ehr, enrol):
     patient_id = _screened(client, ehr, enrol)
     order = medication_request("aza-1", "1256", "azathioprine", 0.5, unit="g")
