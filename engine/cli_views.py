@@ -142,10 +142,8 @@ def history_view(console: Console, history: dict[str, Any]) -> None:
 
 def what_if_view(console: Console, answer: dict[str, Any]) -> None:
     """What a hypothetical input would do (nothing was written)."""
-    console.print(
-        f"[bold]What if[/] (nothing is written) for patient {answer.get('patient_id', '')}",
-        highlight=False,
-    )
+    about = f" for patient {answer['patient_id']}" if answer.get("patient_id") else ""
+    console.print(f"[bold]What if[/] (nothing is written){about}", highlight=False)
     if not answer.get("allowed", True):
         refused = answer.get("refused") or {}
         console.print(
