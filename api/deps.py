@@ -124,6 +124,7 @@ UserLister = Annotated[Principal, Depends(permit("user.list"))]
 UserCreator = Annotated[Principal, Depends(permit("user.create"))]
 TokenIssuer = Annotated[Principal, Depends(permit("token.issue"))]
 TokenRevoker = Annotated[Principal, Depends(permit("token.revoke"))]
+PasswordSetter = Annotated[Principal, Depends(permit("password.set"))]
 
 PatientId = Annotated[str, Path(min_length=1, max_length=64, description="Patient id")]
 

@@ -213,6 +213,12 @@ class UserRequest(BaseModel):
     ] = None
 
 
+class PasswordRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: Annotated[SecretStr, Field(description="Never stored or shown (argon2 hash).")]
+
+
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -469,6 +475,12 @@ class User(BaseModel):
     site: str | None
     active: bool
     created_at: datetime
+
+
+class PasswordSet(BaseModel):
+    user_id: str
+    name: str
+    password_set_at: datetime
 
 
 class Me(BaseModel):

@@ -13,6 +13,7 @@ from api import schemas
 from api.deps import (
     Idempotent,
     Me,
+    PasswordSetter,
     SettingsDep,
     TokenIssuer,
     TokenRevoker,
@@ -22,7 +23,7 @@ from api.deps import (
     reject_unknown_query,
 )
 from api.errors import problems
-from engine.services import access
+from engine.services import access, sign_in
 from engine.services.sign_in import SignInPolicy
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Depends(reject_unknown_query)])
@@ -93,6 +94,29 @@ def issue_token(
     body: schemas.TokenRequest, principal: TokenIssuer, uow: UnitOfWork, user_id: Id
 ) -> dict:
     return access.issue_token(uow(), principal.actor, user_id, days=body.days, by=principal)
+
+
+@router.post(
+    "/{user_id}/password",
+    response_model=schemas.PasswordSet,
+    responses=problems(401, 403, 404, 422),
+    summary="Set a user's password (their sessions end, a lockout of their name is lifted)",
+)
+def set_password(
+    body: schemas.PasswordRequest,
+    principal: PasswordSetter,
+    uow: UnitOfWork,
+    settings: SettingsDep,
+    user_id: Id,
+) -> dict:
+    return sign_in.set_password(
+        uow(),
+        principal.actor,
+        user_id,
+        body.password.get_secret_value(),
+        SignInPolicy.from_settings(settings),
+        by=principal,
+    )
 
 
 @router.post(

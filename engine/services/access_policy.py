@@ -100,6 +100,7 @@ POLICY: dict[str, Rule] = {
     "user.create": _rule("admin", "create users", creates=True),
     "token.issue": _rule("admin", "issue tokens"),
     "token.revoke": _rule("admin", "revoke tokens"),
+    "password.set": _rule("admin", "set a user's password (their sessions end)"),
 }
 
 

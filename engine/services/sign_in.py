@@ -164,7 +164,7 @@ def set_password(
         account = store.account(user)
         if account is None or not account.active:
             raise UnknownUser(f"no active user {user!r}")
-        access.may_manage(by, "token.issue", account, user)
+        access.may_manage(by, "password.set", account, user)
         check_password(account.name, password, policy)
         now = uow.clock.now()
         store.set_password_hash(account.id, hash_password(password, policy), now)

@@ -278,3 +278,16 @@ def test_failed_names_are_forgotten_once_their_window_is_over(client, anna, cloc
     assert log_in(client).status_code == 303
     with uow_factory() as uow:
         assert uow.session.execute(select(func.count()).select_from(login_throttle)).scalar() == 1
+
+
+def test_an_admin_sets_a_new_password_over_the_api_and_old_sessions_end(client, anna, callers):
+    log_in(client)
+    fresh = {"password": "a passphrase from the admin"}
+    url = f"/users/{anna['id']}/password"
+    assert client.post(url, json=fresh, headers=callers["coordinator"]).status_code == 403
+    assert client.post(url, json=fresh, headers=callers["coordinator-south"]).status_code == 403
+    answer = client.post(url, json=fresh, headers=callers["admin"])
+    assert answer.status_code == 200 and fresh["password"] not in answer.text
+    assert not signed_in(client)
+    assert log_in(client).status_code == 401
+    assert log_in(client, password=fresh["password"]).status_code == 303

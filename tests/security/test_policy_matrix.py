@@ -200,6 +200,7 @@ def _body(world: World, method: str, path: str, made: dict[str, Any]) -> Any:
         "/queues/items/{item_id}/take-over": {"reason": "holder on leave"},
         "/users": {"name": f"new-{world.serial('new')}", "role": "clinician", "site": "north"},
         "/users/{user_id}/tokens": {"days": 7},
+        "/users/{user_id}/password": {"password": "a matrix passphrase"},
         "/fhir/Patient": fhir.patient("north"),
     }
     if path == "/cds-services/{service_id}":
