@@ -83,11 +83,8 @@ def read_header(text: str) -> Header:
     """The header of a message, or Rejected (with the defaults as the header)."""
     if not text.startswith("MSH") or len(text) < 8:
         raise Rejected("not an HL7 v2 message: it must begin with an MSH segment", "100")
-    try:
-        message = hl7.parse(text)
-        msh = message.segment("MSH")
-    except (ParseException, KeyError, IndexError, ValueError) as problem:
-        raise Rejected(f"the MSH segment cannot be read ({problem})", "100", "MSH") from None
+    message = _parse(text.split("\r", 1)[0] + "\r", "the MSH segment", None)
+    msh = message.segment("MSH")
     header = Header(
         field_separator=str(msh(1)),
         encoding_characters=str(msh(2)),
@@ -115,7 +112,7 @@ def read_oru(raw: bytes) -> OruMessage:
         raise Rejected(
             "MSH-2 must hold four distinct encoding characters", "102", "MSH^1^2", header
         )
-    message = hl7.parse(text)
+    message = _parse(text, "the message", header)
     msh = message.segment("MSH")
     kind = (_text(message, msh, 9, component=1), header.trigger)
     if kind != ("ORU", "R01"):
@@ -164,6 +161,15 @@ def read_oru(raw: bytes) -> OruMessage:
         raise Rejected("the message carries no OBX result", "101", "OBX", header)
     digest = hashlib.sha256("\r".join(body).encode("utf-8")).hexdigest()
     return OruMessage(header, digest, observations)
+
+
+def _parse(text: str, what: str, header: Header | None) -> Any:
+    try:
+        message = hl7.parse(text)
+        message.segment("MSH")
+    except (ParseException, KeyError, IndexError, ValueError) as problem:
+        raise Rejected(f"{what} cannot be read ({problem})", "100", "MSH", header) from None
+    return message
 
 
 def _decode(raw: bytes) -> str:

@@ -27,9 +27,8 @@ from engine.services.catalogue import care_pathway
 from engine.services.lab_messages import (
     MessageKey,
     MessageOutcome,
-    find_patients,
+    message_context,
     record_lab_message,
-    remembered,
 )
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 from lab_feed.acknowledgements import ErrorLine, acknowledgement
@@ -88,10 +87,11 @@ class LabFeed:
                 f"this feed may not record labs for site {feed.site}", "207", "MSH^1^4", header
             ) from None
         key = MessageKey(header.sending_facility, header.control_id, message.digest)
-        before = remembered(self.uow_factory(), key)
+        numbers = {o.record_number for o in message.observations}
+        before, patients = message_context(self.uow_factory(), key, feed.site, numbers)
         if before is not None:
             return self._replay(header, key, before.digest, before.received_at.isoformat())
-        items, problems, positions = self._items(message, feed)
+        items, problems, positions = self._items(message, feed, patients)
         refused = [p for p in problems if p.severity == "E"]
         warnings = [_error_line(p) for p in problems if p.severity != "E"]
         if refused:
@@ -102,12 +102,9 @@ class LabFeed:
         return self._recorded(header, key, outcome, positions, warnings)
 
     def _items(
-        self, message: OruMessage, feed: SiteFeed
+        self, message: OruMessage, feed: SiteFeed, patients: dict[str, tuple[str, str]]
     ) -> tuple[list[dict], list[Problem], list[Observation]]:
         """The lab results to record, the problems, and the OBX each result comes from."""
-        patients = find_patients(
-            self.uow_factory(), feed.site, {o.record_number for o in message.observations}
-        )
         items, problems, positions = [], [], []
         for observation in message.observations:
             found = patients.get(observation.record_number)

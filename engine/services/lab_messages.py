@@ -51,12 +51,15 @@ class MessageOutcome:
     remembered: RememberedMessage | None = None
 
 
-def find_patients(
-    uow: SqlAlchemyUnitOfWork, site: str, record_numbers: Iterable[str]
-) -> dict[str, tuple[str, str]]:
-    """record number -> (patient id, pathway key) for the site's patients among them."""
+def message_context(
+    uow: SqlAlchemyUnitOfWork, key: MessageKey, site: str, record_numbers: Iterable[str]
+) -> tuple[RememberedMessage | None, dict[str, tuple[str, str]]]:
+    """In one read: what was answered when this control id was recorded (if it was), and
+    record number -> (patient id, pathway key) for the site's patients among `record_numbers`."""
     with uow:
-        return patients_by_record_number(uow.session, site, record_numbers)
+        before = remembered_message(uow.session, key.facility, key.control_id)
+        found = {} if before else patients_by_record_number(uow.session, site, record_numbers)
+        return before, found
 
 
 def remembered(uow: SqlAlchemyUnitOfWork, key: MessageKey) -> RememberedMessage | None:
