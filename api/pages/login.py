@@ -88,7 +88,7 @@ def _cookie_flags(request: Request) -> dict:
     return {
         "httponly": True,
         "samesite": "strict",
-        "secure": request.app.state.settings.cookie_secure,
+        "secure": request.app.state.settings.cookie_secure or request.url.scheme == "https",
         "path": base(request) or "/",
     }
 

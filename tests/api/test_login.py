@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from engine.adapters.access_tables import login_sessions, login_throttle, users
@@ -291,3 +292,12 @@ def test_an_admin_sets_a_new_password_over_the_api_and_old_sessions_end(client, 
     assert not signed_in(client)
     assert log_in(client).status_code == 401
     assert log_in(client, password=fresh["password"]).status_code == 303
+
+
+def test_the_cookie_is_secure_whenever_the_page_is_served_over_https(app, anna):
+    with TestClient(app, base_url="https://testserver") as secure:
+        secure.headers["Origin"] = "https://testserver"
+        response = log_in(secure)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
