@@ -130,11 +130,14 @@ def act(
         elif action == "release":
             queue_service.release_item(uow, principal.actor, item_id, **scope)
         elif action == "complete":
-            outcome = form.get("outcome") or None
-            if outcome is None:
-                raise InvalidInput("choose what was done (the outcome) to complete an item")
             queue_service.complete_item(
-                uow, principal.actor, item_id, note=form.get("note", ""), outcome=outcome, **scope
+                uow,
+                principal.actor,
+                item_id,
+                note=form.get("note", ""),
+                outcome=form.get("outcome") or None,
+                require_outcome=True,
+                **scope,
             )
             undo["id"] = item_id
         elif action == "snooze":

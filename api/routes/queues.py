@@ -197,6 +197,7 @@ def complete(
         item_id,
         note=body.note,
         outcome=body.outcome,
+        require_outcome=True,
         **_scope(principal, body),
     )
 

@@ -218,19 +218,22 @@ def complete_item(
     item_id: str,
     note: str = "",
     outcome: str | None = None,
+    require_outcome: bool = False,
     **scope: Any,
 ) -> dict:
     """Mark an item handled, with what was done (an outcome code of the coordinator data, and
     a note; `other` needs the note). The clinical milestone itself completes only with its
-    input; an item someone else holds is theirs to complete."""
+    input; an item someone else holds is theirs to complete (checked first)."""
     known = coordinator_data().outcomes
-    if outcome is not None and outcome not in known:
-        raise InvalidInput(f"unknown outcome {outcome!r}; outcomes are {', '.join(known)}")
-    if outcome == "other" and not note.strip():
-        raise InvalidInput("the outcome 'other' needs a note saying what was done")
 
     def complete(item: CoordinatorItem, now: datetime) -> None:
         _held_by_actor_or_nobody(item, actor)
+        if outcome is None and require_outcome:
+            raise InvalidInput("choose what was done (the outcome) to complete an item")
+        if outcome is not None and outcome not in known:
+            raise InvalidInput(f"unknown outcome {outcome!r}; outcomes are {', '.join(known)}")
+        if outcome == "other" and not note.strip():
+            raise InvalidInput("the outcome 'other' needs a note saying what was done")
         item.status, item.closed_at, item.closed_by = "completed", now, actor
         item.note, item.outcome = note.strip() or None, outcome
 

@@ -306,13 +306,17 @@ def test_snoozes_beyond_28_days_are_refused_on_every_surface(client, callers, cl
     assert command.exit_code == 2 and "28 days" in command.output
 
 
-def test_an_offset_past_any_queue_is_a_422_not_a_500(client, callers):
+def test_an_offset_or_a_forged_cursor_is_a_422_not_a_500(client, callers):
     api = client.get(
         "/queues", params={"offset": "99999999999999999999"}, headers=callers["coordinator"]
     )
     assert api.status_code == 422
+    forged = client.get(
+        "/queues", params={"cursor": "W1tbW1tdXV1d"}, headers=callers["coordinator"]
+    )
+    assert forged.status_code == 422
     _log_in(client, callers, "coordinator")
-    assert client.get("/ui/queues", params={"offset": "99999999999999999999"}).status_code == 422
+    assert client.get("/ui/queues", params={"cursor": "99999999999999999999"}).status_code == 422
 
 
 # ---- Refused access is audited -------------------------------------------------------------------
