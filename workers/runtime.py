@@ -1,11 +1,19 @@
 """What each worker process builds once: unit-of-work factory, mailer, policy, journal.
 
 Built lazily, so each forked worker process opens its own database pool and SMTP connection.
+When a pool process starts, it builds them, then freezes what exists (`gc.freeze`): those
+objects live as long as the process, and every full garbage collection would otherwise walk
+them again; composing emails allocates enough to trigger one every few messages (measured: a
+fifth of a delivery's CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from functools import cache
+
+from celery.signals import worker_process_init
 
 from engine.adapters.delivery_journal import DeliveryJournal, ProcessJournal, RedisJournal
 from engine.adapters.mail import Mailer, mailer_from_settings
@@ -34,3 +42,15 @@ def journal() -> DeliveryJournal:
     """The journal of accepted emails every worker shares (in the broker's Redis)."""
     url = get_settings().broker_url
     return RedisJournal(url) if url and url.startswith("redis") else ProcessJournal()
+
+
+@worker_process_init.connect
+def settle_process(**_: object) -> None:
+    """In each new pool process: build the long-lived objects, then take them out of the
+    garbage collector's rounds."""
+    with contextlib.suppress(Exception):  # the first task builds them again, and says why not
+        uow_factory()
+        mailer()
+        policy()
+    gc.collect()
+    gc.freeze()
