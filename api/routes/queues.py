@@ -50,7 +50,10 @@ class QueueItem(schemas.QueueItem):
 class QueueListing(BaseModel):
     items: list[QueueItem]
     total: int
-    counts: dict[str, int] = Field(description="live items per queue (the same filters)")
+    counts: dict[str, int] = Field(
+        description="items per queue, same filters: the caller's claims in the mine view, "
+        "live items otherwise"
+    )
     mine: int = Field(description="live items claimed by the caller")
     view: ViewName
     sort: SortName

@@ -120,10 +120,13 @@ def queue_counts(
     site: str | None = None,
     clinician: str | None = None,
     state: str | None = None,
+    view: str = "live",
+    actor: str | None = None,
 ) -> dict[str, int]:
-    """Live items per queue for the filters (the join on patients only for a state filter)."""
+    """Items per queue of the live view (or the actor's claims, `view="mine"`) for the filters
+    (the join on patients only for a state filter)."""
     queue_of = queue_expression(start_of_today).label("queue")
-    where = _filters(now, view="live", actor=None, site=site, clinician=clinician, state=state)
+    where = _filters(now, view=view, actor=actor, site=site, clinician=clinician, state=state)
     source = items.join(patients, patients.c.id == items.c.patient_id) if state else items
     query = select(queue_of, func.count()).select_from(source).where(*where).group_by(queue_of)
     return {name: n for name, n in session.execute(query)}

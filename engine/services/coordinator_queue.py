@@ -64,8 +64,9 @@ def coordinator_queue(
     site_scope: str | None = None,
     clinician_scope: str | None = None,
 ) -> dict[str, Any]:
-    """One page of a view's items, its total, the live counts per queue and the actor's claims,
-    and the cursor of the next page (None on the last)."""
+    """One page of a view's items, its total, the counts per queue (of the actor's claims in
+    the "mine" view, of the live items otherwise), how many items the actor holds, and the
+    cursor of the next page (None on the last)."""
     if view not in VIEWS:
         raise InvalidInput(f"unknown view {view!r}; views are {', '.join(VIEWS)}")
     if queue is not None and queue not in QUEUES:
@@ -83,8 +84,13 @@ def coordinator_queue(
         now = uow.clock.now()
         start_of_today = datetime.combine(now.date(), time(), now.tzinfo)
         where = {"site": site, "clinician": clinician, "state": state}
-        counts = queue_counts(uow.session, now, start_of_today, **where)
-        mine = count_items(uow.session, now, view="mine", actor=actor, **where)
+        counted = "mine" if view == "mine" else "live"
+        counts = queue_counts(uow.session, now, start_of_today, view=counted, actor=actor, **where)
+        mine = (
+            sum(counts.values())
+            if view == "mine"
+            else count_items(uow.session, now, view="mine", actor=actor, **where)
+        )
         rows = item_page(
             uow.session,
             now,
@@ -98,10 +104,8 @@ def coordinator_queue(
             **where,
         )
         more, rows = len(rows) > limit, rows[:limit]
-        if view == "live":
+        if view in ("live", "mine"):
             total = counts.get(queue, 0) if queue else sum(counts.values())
-        elif view == "mine" and not queue:
-            total = mine
         else:
             total = count_items(uow.session, now, view=view, actor=actor, **where)
         names = people_named(

@@ -273,7 +273,9 @@ def test_bulk_claim_takes_the_free_items_and_names_the_refused(
     assert {r["id"] for r in body["refused"]} == {ids[0], "no-such-item"}
     assert all(i["claimed_by_name"] == "coordinator" for i in body["claimed"])
     mine = _items(client, callers["coordinator"], view="mine")
-    assert mine["mine"] == mine["total"] == len(ids) - 1
+    assert mine["mine"] == mine["total"] == sum(mine["counts"].values()) == len(ids) - 1
+    for queue, count in mine["counts"].items():
+        assert _items(client, callers["coordinator"], view="mine", queue=queue)["total"] == count
     shown = _items(client, callers["coordinator"])
     (held,) = [i for i in shown["items"] if i["id"] == ids[0]]
     assert held["claimed_by_name"] == "coordinator-b"

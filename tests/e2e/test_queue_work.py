@@ -103,6 +103,8 @@ def test_bulk_claim_then_my_items(login, demo, screenshot):
     )
     expect(page.locator("tr[data-item]")).to_have_count(mine["total"])
     expect(page.locator('[data-count-view="mine"]')).to_have_text(str(mine["total"]))
+    for queue, count in mine["counts"].items():  # the counts header counts my items here
+        expect(page.locator(f'[data-count="{queue}"]')).to_have_text(str(count))
     for item_id in picked:
         expect(_row(page, item_id)).to_be_visible()
     screenshot(page, "queue-work-03-my-items")
