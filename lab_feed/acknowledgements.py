@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
 
-from lab_feed.oru import Header
+from lab_feed.oru import DEFAULT_ENCODING, Header
 
 ERROR_NAMES = {
     "100": "Segment sequence error",
@@ -44,8 +44,9 @@ def acknowledgement(
     now: datetime,
     receiver: str = "AIHP",
 ) -> bytes:
-    """The ACK message's bytes (UTF-8), segments ended by CR."""
-    f, encoding = header.field_separator, header.encoding_characters
+    """The ACK message's bytes (UTF-8), segments ended by CR: in the message's separators when
+    they are usable, else the standard ones."""
+    f, encoding = _separators(header)
     component = encoding[0]
 
     def esc(value: str) -> str:
@@ -78,10 +79,21 @@ def acknowledgement(
     return ("\r".join(segments) + "\r").encode("utf-8")
 
 
+def _separators(header: Header) -> tuple[str, str]:
+    f, encoding = header.field_separator, header.encoding_characters[:4]
+    usable = (
+        len(f) == 1
+        and len(encoding) == 4
+        and len(set(f + encoding)) == 5
+        and all(not c.isalnum() and c.isprintable() and not c.isspace() for c in f + encoding)
+    )
+    return (f, encoding) if usable else ("|", DEFAULT_ENCODING)
+
+
 def _escape(value: str, field_separator: str, encoding: str) -> str:
     """HL7 escapes for the separators in `value` (the escape character first)."""
     component, repetition, escape = encoding[0], encoding[1], encoding[2]
-    subcomponent = encoding[3] if len(encoding) > 3 else "&"
+    subcomponent = encoding[3]
     value = " ".join(value.split("\r")).replace("\n", " ")
     value = value.replace(escape, f"{escape}E{escape}")
     for character, name in (

@@ -13,12 +13,18 @@ MSH-10) is `Rejected` as a whole (the ACK is AR); problems of single observation
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import hl7
+import hl7.util as hl7_util
 from hl7.exceptions import ParseException
+
+# python-hl7 logs a value it cannot unescape, with the field's content: keep patient data out
+# of the logs (the ACK says what was wrong).
+logging.getLogger(hl7_util.__file__).setLevel(logging.CRITICAL + 1)
 
 SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 DEFAULT_ENCODING = "^~\\&"
@@ -104,13 +110,17 @@ def read_oru(raw: bytes) -> OruMessage:
     """The ORU^R01 message in `raw` (one MLLP frame's content), or Rejected."""
     text = _decode(raw)
     header = read_header(text)
+    separators = header.field_separator + header.encoding_characters
     if (
         len(header.encoding_characters) < 4
-        or len(set(header.encoding_characters)) != len(header.encoding_characters)
-        or header.field_separator in header.encoding_characters
+        or len(set(separators)) != len(separators)
+        or any(c.isalnum() or c.isspace() or not c.isprintable() for c in separators)
     ):
         raise Rejected(
-            "MSH-2 must hold four distinct encoding characters", "102", "MSH^1^2", header
+            "MSH-1 and MSH-2 must be five distinct punctuation characters",
+            "102",
+            "MSH^1^2",
+            header,
         )
     message = _parse(text, "the message", header)
     msh = message.segment("MSH")
@@ -167,7 +177,7 @@ def _parse(text: str, what: str, header: Header | None) -> Any:
     try:
         message = hl7.parse(text)
         message.segment("MSH")
-    except (ParseException, KeyError, IndexError, ValueError) as problem:
+    except (ParseException, KeyError, IndexError, ValueError, AssertionError) as problem:
         raise Rejected(f"{what} cannot be read ({problem})", "100", "MSH", header) from None
     return message
 

@@ -198,5 +198,5 @@ def _header(head: bytes) -> Header:
     """The header of a frame's first bytes, or the defaults."""
     try:
         return read_header(head.decode("utf-8", "replace").split("\r")[0] + "\r")
-    except Rejected:
+    except Exception:  # anything unreadable is answered with the standard header
         return Header()

@@ -4,6 +4,7 @@ message records nothing at all."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -225,3 +226,28 @@ def test_a_feed_for_another_site_may_not_record_north_results(feed, patient, lab
     assert ack.code == "AR"
     assert "may not record labs for site north" in ack.text
     assert labs_of(patient) == []
+
+
+def test_mangled_messages_are_always_answered_and_never_as_an_internal_error(feed, patient):
+    source = oru("NR-100", (TAKEN, [Obx(ALT, "420", "U/L"), Obx(BILI_LOCAL, "30", "umol/L")]))
+    noise = b"|^~\\&\r\n0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ<>.-+ \x00\xff\xc3\xa9"
+    chance = random.Random(14)
+    codes = set()
+    for number in range(150):
+        mangled = bytearray(source.replace(b"|MSG", f"|M{number}-".encode()))
+        for _ in range(chance.randint(1, 6)):
+            at = chance.randrange(len(mangled))
+            roll = chance.random()
+            if roll < 0.4:
+                mangled[at] = chance.choice(noise)
+            elif roll < 0.7:
+                del mangled[at : at + chance.randint(1, 10)]
+            else:
+                mangled[at:at] = bytes(chance.choice(noise) for _ in range(chance.randint(1, 5)))
+
+        ack = read_ack(feed.answer(bytes(mangled)))
+
+        assert ack.code in ("AA", "AE", "AR")
+        assert "internal error" not in ack.text, bytes(mangled)
+        codes.add(ack.code)
+    assert codes == {"AA", "AE", "AR"}
