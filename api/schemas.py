@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from engine.domain.clinical_text import UNSAFE_IN_A_LINE, UNSAFE_IN_A_NOTE
+from engine.services.access_policy import ROLES
 
 #: The plausible window of a clinical date or time at the edge. The engine's clock refuses a
 #: time in the future (beyond a small skew); the window here keeps every value far from the
@@ -205,7 +206,7 @@ class UserRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
-    role: Literal["clinician", "coordinator", "lab-interface", "auditor", "admin"]
+    role: Literal[ROLES]  # type: ignore[valid-type]  # the policy's roles, one list
     site: Text64 | None = None
     password: Annotated[
         SecretStr | None,

@@ -23,6 +23,7 @@ from engine.cli_common import (
 from engine.config import get_settings
 from engine.domain.errors import DomainError
 from engine.services import patients as service
+from engine.services.access_policy import ROLES
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -271,7 +272,7 @@ def _sign_in_policy():
 @user_app.command("add")
 def user_add(
     name: Annotated[str, typer.Option()],
-    role: Annotated[str, typer.Option(help="clinician|coordinator|lab-interface|auditor|admin")],
+    role: Annotated[str, typer.Option(help="|".join(ROLES))],
     site: Annotated[str | None, typer.Option(help="Scope the user to one site.")] = None,
     password_stdin: PasswordStdin = False,
     actor: Actor = "",

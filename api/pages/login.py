@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.pages.patients import start_url
 from api.pages.session import (
     COOKIE,
     CSRF_FIELD,
@@ -27,17 +28,9 @@ from api.pages.session import (
 )
 from engine.services import sign_in
 from engine.services.access import NotAuthenticated, Principal
-from engine.services.access_policy import Decision, decide
 from engine.services.sign_in import AccountLocked
 
 router = APIRouter(include_in_schema=False)
-
-
-def _landing(request: Request, principal: Principal) -> str:
-    pages = (("queues", "queue.read"), ("outbox", "outbox.read"))
-    allowed = (p for p, action in pages if decide(principal, action) is Decision.ALLOW)
-    page = next(allowed, "pathway")
-    return f"{base(request)}/{page}"
 
 
 def _safe_next(request: Request, wanted: str | None) -> str | None:
@@ -49,7 +42,7 @@ def _safe_next(request: Request, wanted: str | None) -> str | None:
 
 @router.get("/")
 def home(request: Request, principal: Annotated[Principal, Depends(page_principal)]):
-    return RedirectResponse(_landing(request, principal), status_code=303)
+    return RedirectResponse(start_url(request, principal), status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -126,7 +119,7 @@ async def login(request: Request):
         return _login_page(request, wanted, error, 401, name)
     if previous := request.cookies.get(COOKIE):  # a new login ends the browser's old session
         await run_in_threadpool(sign_in.sign_out, request.app.state.uow_factory(), previous)
-    response = RedirectResponse(wanted or _landing(request, opened.principal), status_code=303)
+    response = RedirectResponse(wanted or start_url(request, opened.principal), status_code=303)
     lifetime = opened.expires_at - request.app.state.clock.now()
     response.set_cookie(
         COOKIE,

@@ -118,6 +118,11 @@ def start_page(request: Request) -> RedirectResponse:
         principal: Principal = page_principal(request)
     except LoginRequired:
         return RedirectResponse(f"{base(request)}/login?next={base(request)}/start", 303)
+    return RedirectResponse(start_url(request, principal), status_code=303)
+
+
+def start_url(request: Request, principal: Principal) -> str:
+    """The caller's first page: the first of START_PAGES the policy allows, else the API docs."""
     allowed = (p for action, p in START_PAGES if decide(principal, action) is Decision.ALLOW)
     target = next(allowed, None)
-    return RedirectResponse(f"{base(request)}{target}" if target else "/docs", status_code=303)
+    return f"{base(request)}{target}" if target else "/docs"
