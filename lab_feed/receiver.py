@@ -147,7 +147,7 @@ class LabFeed:
             line = ErrorLine(("MSH", "1", "10"), "206", "the patient records were busy; send again")
             return self._ack(header, "AE", "busy: nothing recorded, send again", [line])
         problems = [
-            Problem(observation, answer["reason"], "207")
+            Problem(observation, _reason(answer), "207")
             for observation, answer in zip(positions, outcome.answers, strict=True)
             if answer["error"] != "not-applied"
         ]
@@ -185,6 +185,12 @@ class LabFeed:
             )
         except Exception as failure:  # the ACK still answers if the audit cannot be written
             log.error("could not audit a refused HL7 message: %s", type(failure).__name__)
+
+
+def _reason(answer: dict) -> str:
+    """The engine's reason, with the rule IDs of a safety rule that refused it."""
+    rules = answer.get("rules") or []
+    return f"{answer['reason']} [{', '.join(rules)}]" if rules else answer["reason"]
 
 
 def _error_line(problem: Problem) -> ErrorLine:
