@@ -37,6 +37,7 @@ def test_queue_counts_on_the_page_match_the_database(login, demo, screenshot):
 
 def test_a_clinician_sees_the_counts_of_their_own_patients_items(login, demo):
     page = login("dr-adeyemi")
+    page.goto(f"{demo.url}/ui/queues")
     expected = coordinator_queue(demo.uow_factory(), "test", clinician_scope="dr-adeyemi")
     shown = {q: int(page.locator(f'[data-count="{q}"]').inner_text()) for q in QUEUES}
     assert shown == expected["counts"]

@@ -184,6 +184,7 @@ def test_a_clinicians_worklist_is_titled_for_them_and_shows_only_their_patients(
     login, demo, screenshot
 ):
     page = login("dr-adeyemi")
+    page.goto(f"{demo.url}/ui/queues")
     expect(page.get_by_role("heading", level=1)).to_have_text("My patients' items")
     expect(page).to_have_title(re.compile("My patients' items"))
     expected = coordinator_queue(demo.uow_factory(), "test", clinician_scope="dr-adeyemi")
