@@ -4,7 +4,9 @@ Built lazily, so each forked worker process opens its own database pool and SMTP
 When a pool process starts, it builds them, then freezes what exists (`gc.freeze`): those
 objects live as long as the process, and every full garbage collection would otherwise walk
 them again; composing emails allocates enough to trigger one every few messages (measured: a
-fifth of a delivery's CPU).
+fifth of a delivery's CPU), and collects the young generation every 100,000 allocations rather
+than 700 (a few MiB more at most; measured with both: 3.9 -> 2.5 ms CPU per reminder in-process,
+the plain-script floor 2.0 ms).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from engine.adapters.mail import Mailer, mailer_from_settings
 from engine.bootstrap import UnitOfWorkFactory, unit_of_work_factory
 from engine.config import get_settings
 from engine.services.reminders import DeliveryPolicy
+
+#: gc thresholds in a pool process: (young generation, middle, old), see `settle_process`.
+YOUNG_COLLECTION_THRESHOLDS = (100_000, 50, 100)
 
 
 @cache
@@ -54,3 +59,4 @@ def settle_process(**_: object) -> None:
         policy()
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*YOUNG_COLLECTION_THRESHOLDS)
