@@ -145,6 +145,11 @@ def main(options: Options) -> int:
         sink_port = free_port()
         sink_file = workdir / "sink.jsonl"
         env = worker_env(big_url, broker, sink_port)
+        # this process's settings too, before anything imports `workers` (its Celery app)
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AIHP_")})
+        from engine.config import get_settings
+
+        get_settings.cache_clear()
         sink_proc = procs.start(
             [
                 PYTHON,
@@ -173,10 +178,6 @@ def main(options: Options) -> int:
         note(f"floor: {floor.sent:,} sent in {floor.seconds:.1f} s ({floor.rate:,.0f}/s)")
         reset_due(big_url)
 
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AIHP_")})
-        from engine.config import get_settings
-
-        get_settings.cache_clear()
         from workers.celery_app import app
         from workers.tasks import deliver_reminder_task
 

@@ -123,12 +123,8 @@ def task_cost(factory: Callable[[], Any], sink_port: int, n: int) -> dict[str, f
     batches = claim_due_batches(factory(), policy, n, size)
     import gc
 
-    from workers.runtime import YOUNG_COLLECTION_THRESHOLDS
-
-    thresholds = gc.get_threshold()  # as a worker's pool process runs (workers/runtime.py)
-    gc.collect()
+    gc.collect()  # as a worker's pool process runs (workers/runtime.py)
     gc.freeze()
-    gc.set_threshold(*YOUNG_COLLECTION_THRESHOLDS)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     sent = 0
     for batch in batches:
@@ -139,7 +135,6 @@ def task_cost(factory: Callable[[], Any], sink_port: int, n: int) -> dict[str, f
             raise RuntimeError(f"in-process delivery: {dict(outcomes)}")
         sent += outcomes["sent"]
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    gc.set_threshold(*thresholds)
     gc.unfreeze()
     render, smtp = [], []
     clock = time.perf_counter_ns
