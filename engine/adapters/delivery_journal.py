@@ -36,15 +36,19 @@ class DeliveryJournal(Protocol):
 
 
 class ProcessJournal:
-    """The journal of one process (embedded dispatcher, tests): a dictionary, thread-safe."""
+    """The journal of one process (embedded dispatcher, tests): a dictionary, thread-safe,
+    keeping the newest `keep` entries (far more than a database outage can leave unrecorded)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 100_000) -> None:
         self._accepted: dict[str, str] = {}
+        self._keep = keep
         self._lock = threading.Lock()
 
     def note_accepted(self, reminder_id: str, message_id: str) -> None:
         with self._lock:
             self._accepted[reminder_id] = message_id
+            if len(self._accepted) > self._keep:
+                del self._accepted[next(iter(self._accepted))]
 
     def accepted(self, reminder_ids: Iterable[str]) -> dict[str, str]:
         with self._lock:
