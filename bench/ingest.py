@@ -138,7 +138,13 @@ def build_patients(n: int, *, treated: bool, seed: int) -> list[Patient]:
 
 
 def _row(obj: Any, table, **extra: Any) -> dict[str, Any]:
-    row = {c.name: getattr(obj, c.name) for c in table.columns if c.name not in extra}
+    """The row of `obj` in `table`; columns the domain object lacks (derived search keys)
+    are left to the table's defaults."""
+    row = {
+        c.name: getattr(obj, c.name)
+        for c in table.columns
+        if c.name not in extra and hasattr(obj, c.name)
+    }
     row.update(extra)
     return row
 

@@ -39,7 +39,6 @@ from engine.adapters.orm import (
 from engine.adapters.reminder_tables import coordinator_items
 from engine.domain.care import new_patient
 from engine.domain.model import Patient
-from engine.domain.patient_names import search_key
 from engine.services.catalogue import care_pathway
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -98,8 +97,6 @@ def build_templates(n: int, seed: int) -> list[Patient]:
                 alt = max(20.0, alt * 0.45)
                 for code, value in (("ALT", alt), ("AST", alt * 0.9)):
                     care.record_lab_result(patient, code, value, "U/L", taken, taken, "bench")
-        for column in ("given_name", "family_name"):  # the patients table's search keys
-            setattr(patient, f"{column}_key", search_key(getattr(patient, column)))
         built.append(patient)
     return built
 
