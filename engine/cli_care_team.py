@@ -56,7 +56,7 @@ def _as_caller(action: str, token: str, actor: str) -> dict[str, Any]:
     """Who acts, and within which site: the user of `token` if given (the access policy
     decides; exit 3 if it refuses), else the operator at this shell (`--actor`)."""
     if not token:
-        return {"actor": actor or actor_default(), "site_scope": None}
+        return {"actor": actor or actor_default(), "scope": {}}
     principal = None
     try:
         principal = access.authenticate(unit_of_work_factory()(), token)
@@ -69,7 +69,11 @@ def _as_caller(action: str, token: str, actor: str) -> dict[str, Any]:
         _audit_refusal(principal.actor if principal else None, action, 403)
         err.print(f"[bold red]refused[/] {refused.message}")
         raise typer.Exit(3) from None
-    return {"actor": principal.actor, "site_scope": principal.site, "acting_as_user": True}
+    scope = {
+        "site_scope": principal.site,
+        "clinician_scope": access_policy.clinician_scope(principal),
+    }
+    return {"actor": principal.actor, "scope": scope, "acting_as_user": True}
 
 
 def _audit_refusal(actor: str | None, action: str, status: int) -> None:
@@ -90,33 +94,44 @@ def _queue_change(call: Any, action: str, token: str, actor: str, *args: Any, **
                 _audit_refusal(caller["actor"], action, 404)
             raise
 
-    run_service(audited, caller["actor"], *args, site_scope=caller["site_scope"], **kw)
+    run_service(audited, caller["actor"], *args, **caller["scope"], **kw)
 
 
 @queue_app.command("list")
 def queue_list(
     queue: Annotated[str, typer.Option(help="escalated, failed_delivery, overdue, ...")] = "",
+    view: Annotated[str, typer.Option(help="live, mine, snoozed or completed")] = "live",
     site: str = "",
     clinician: str = "",
     state: str = "",
-    offset: int = 0,
+    sort: Annotated[str, typer.Option(help="urgency or due")] = "urgency",
+    cursor: Annotated[str, typer.Option(help="next_cursor of the previous page")] = "",
     limit: int = 50,
     actor: Actor = "",
     token: Token = "",
 ) -> None:
-    """List live work items (with counts per queue)."""
+    """List work items (with counts per queue); page on with --cursor."""
     caller = _as_caller("queue.read", token, actor)
     run_service(
         coordinator_queue.coordinator_queue,
         caller["actor"],
+        view=view,
         queue=queue or None,
         site=site or None,
         clinician=clinician or None,
         state=state or None,
-        offset=offset,
+        sort=sort,
+        cursor=cursor or None,
         limit=limit,
-        site_scope=caller["site_scope"],
+        **caller["scope"],
     )
+
+
+@queue_app.command("outcomes")
+def queue_outcomes() -> None:
+    """The outcome codes an item is completed with (what was done)."""
+    for code, text in coordinator_queue.outcomes().items():
+        out.print(f"{code}\t{text}", highlight=False)
 
 
 @queue_app.command("claim")
@@ -132,9 +147,24 @@ def queue_release(item_id: str, actor: Actor = "", token: Token = "") -> None:
 
 
 @queue_app.command("complete")
-def queue_complete(item_id: str, note: str = "", actor: Actor = "", token: Token = "") -> None:
-    """Mark an item handled (exit 2, a conflict, if another coordinator holds it)."""
-    _queue_change(coordinator_queue.complete_item, "queue.work", token, actor, item_id, note=note)
+def queue_complete(
+    item_id: str,
+    outcome: Annotated[str, typer.Option(help="what was done (aihp queue outcomes)")],
+    note: str = "",
+    actor: Actor = "",
+    token: Token = "",
+) -> None:
+    """Mark an item handled with what was done (exit 2, a conflict, if another coordinator
+    holds it; exit 1 with the known outcomes for an unknown one)."""
+    _queue_change(
+        coordinator_queue.complete_item,
+        "queue.work",
+        token,
+        actor,
+        item_id,
+        note=note,
+        outcome=outcome,
+    )
 
 
 @queue_app.command("take-over")

@@ -136,7 +136,6 @@ def act(
                 item_id,
                 note=form.get("note", ""),
                 outcome=form.get("outcome") or None,
-                require_outcome=True,
                 **scope,
             )
             undo["id"] = item_id

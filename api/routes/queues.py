@@ -200,7 +200,6 @@ def complete(
         item_id,
         note=body.note,
         outcome=body.outcome,
-        require_outcome=True,
         **_scope(principal, body),
     )
 

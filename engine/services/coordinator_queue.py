@@ -222,7 +222,6 @@ def complete_item(
     item_id: str,
     note: str = "",
     outcome: str | None = None,
-    require_outcome: bool = False,
     **scope: Any,
 ) -> dict:
     """Mark an item handled, with what was done (an outcome code of the coordinator data, and
@@ -232,7 +231,7 @@ def complete_item(
 
     def complete(item: CoordinatorItem, now: datetime) -> None:
         _held_by_actor_or_nobody(item, actor)
-        if outcome is None and require_outcome:
+        if outcome is None:
             raise InvalidInput("choose what was done (the outcome) to complete an item")
         if outcome is not None and outcome not in known:
             raise InvalidInput(f"unknown outcome {outcome!r}; outcomes are {', '.join(known)}")

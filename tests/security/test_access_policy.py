@@ -164,14 +164,15 @@ def test_a_clinician_cannot_claim_or_complete_through_the_pages_as_the_api_refus
     assert work_item_of(item["patient_id"], uow_factory)["status"] == "open"
 
 
-def test_an_auditor_is_refused_the_queue_page_as_the_api_refuses_and_lands_on_the_outbox(
+def test_an_auditor_is_refused_the_queue_page_as_the_api_refuses_and_lands_on_the_patients(
     client, callers
 ):
     assert client.get("/queues", headers=callers["auditor"]).status_code == 403
     _log_in(client, callers, "auditor")
     assert client.get("/ui/queues").status_code == 403
     landing = client.get("/ui/", follow_redirects=False)
-    assert landing.headers["location"] == "/ui/outbox"
+    assert landing.headers["location"] == "/ui/patients"
+    assert client.get("/ui/patients").status_code == 200
     assert client.get("/ui/outbox").status_code == 200
 
 
@@ -265,7 +266,10 @@ def test_the_cli_refuses_to_change_another_coordinators_claim_and_takes_over_wit
         user_id = north_staff.users[caller]["id"]
         return access.issue_token(uow_factory(), "test", user_id, days=3650)["token"]
 
-    refused = cli("queue", "complete", claimed["id"], "--token", token("coordinator-b"))
+    refused = cli(
+        "queue", "complete", claimed["id"], "--outcome", "called_patient",
+        "--token", token("coordinator-b"),
+    )  # fmt: skip
     taken = cli(
         "queue",
         "take-over",
