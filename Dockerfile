@@ -2,6 +2,10 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# Graphviz lays out the pathway diagram (`dot`); the slim image has no time zone database, so
+# the `tzdata` package (a dependency) gives the lab feeds' site time zones.
+RUN apt-get update && apt-get install -y --no-install-recommends graphviz \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY workers ./workers
