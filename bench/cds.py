@@ -21,21 +21,17 @@ Run: `python -m bench cds [--quick]` or `python -m bench.cds [--quick]`.
 
 from __future__ import annotations
 
-import os
 import random
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.api.processes import Server
+from bench.api.seeding import NOW
 from bench.common import (
     Options,
     Table,
@@ -56,8 +52,6 @@ from engine.services import patients as patient_service
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-ENV_URL = "BENCH_CDS_DATABASE_URL"
 DRAFTS = {
     "budesonide 9 mg/day, cirrhosis": ("19831", "Budesonide 3 MG Oral Capsule", 3, 3, True),
     "prednisolone 30 mg/day": ("8638", "Prednisolone 5 MG Oral Tablet", 10, 3, False),
@@ -110,54 +104,6 @@ def main(options: Options) -> int:
             engine.dispose()
     footer(run)
     return 0
-
-
-def serve() -> Any:
-    """uvicorn factory (`bench.cds:serve`): the real app on $BENCH_CDS_DATABASE_URL, no
-    dispatcher, the clock stopped at NOW."""
-    from api.main import create_app
-    from engine.config import Settings
-
-    return create_app(Settings(database_url=os.environ[ENV_URL]), ManualClock(NOW), dispatch=False)
-
-
-class Server:
-    """The app served by uvicorn in a child process on a free port, and a keep-alive client
-    with the EHR's bearer token."""
-
-    def __init__(self, url: str, token: str):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        command = [sys.executable, "-m", "uvicorn", "--factory", "bench.cds:serve"]
-        command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-        self.process = subprocess.Popen(
-            command,
-            env={**os.environ, ENV_URL: url},
-            cwd=Path(__file__).resolve().parent.parent,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        auth = {"Authorization": f"Bearer {token}"}
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=60)
-        deadline = time.monotonic() + 60
-        while self.process.poll() is None and time.monotonic() < deadline:
-            try:
-                if self.client.get("/cds-services").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.close()
-        raise RuntimeError("uvicorn did not serve /cds-services within 60 s")
-
-    def close(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def _seed(uow: Callable[[], SqlAlchemyUnitOfWork], count: int) -> dict[str, list[str]]:
