@@ -1,15 +1,22 @@
 """Who may use the API: users with one role (and optionally a site), and their bearer tokens.
 
 A token is shown once when issued; only its SHA-256 hash is stored. Tokens expire and can be
-revoked. Creating users and issuing or revoking tokens is audited like any other change. When
-an admin does it (`by`), the access policy decides: a site admin manages only its own site's
-users; `by=None` is the operator at the command line.
+revoked. A token checked in the last few seconds is trusted from this process's memory
+(`TOKEN_CACHE_SECONDS`), so a request costs no transaction to authenticate; revoking empties
+that memory at once in this process, and another process sees it within those seconds.
+Expiry is still checked against the clock on every call.
+
+Creating users and issuing or revoking tokens is audited like any other change. When an admin
+does it (`by`), the access policy decides: a site admin manages only its own site's users;
+`by=None` is the operator at the command line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -23,6 +30,11 @@ from engine.services.access_policy import ROLES, Principal, Resource, enforce
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 SITE_REQUIRED = ("coordinator",)
+#: How long a checked token is trusted without reading it again (as sessions are).
+TOKEN_CACHE_SECONDS = 5.0
+_TOKEN_CACHE_SIZE = 10_000
+_TOKEN_CACHE: dict[str, tuple[Principal, datetime, float]] = {}
+_TOKEN_CACHE_LOCK = threading.Lock()
 
 
 class UnknownUser(DomainError):
@@ -185,6 +197,7 @@ def revoke_token(
             uow.session.commit()
             from engine.services.sign_in import forget_sessions
 
+            forget_tokens(row.token_hash)  # the token is refused at once in this process
             forget_sessions()  # sessions opened with this token end now in this process
         return _token_view({**row._mapping, "revoked_at": revoked_at})
 
@@ -193,19 +206,42 @@ def authenticate(uow: SqlAlchemyUnitOfWork, token: str | None) -> Principal:
     """The principal a bearer token stands for, or NotAuthenticated."""
     if not token:
         raise NotAuthenticated("a bearer token is required")
+    key = token_hash(token)
+    with _TOKEN_CACHE_LOCK:
+        cached = _TOKEN_CACHE.get(key)
+    if cached is not None and time.monotonic() - cached[2] < TOKEN_CACHE_SECONDS:
+        principal, expires_at, _ = cached
+        if _expired(expires_at, uow.clock.now()):
+            raise NotAuthenticated("the token is unknown, expired or revoked")
+        return principal
     with uow:
         row = uow.session.execute(
             select(users.c.id, users.c.name, users.c.role, users.c.site, api_tokens.c.expires_at)
             .join(api_tokens, api_tokens.c.user_id == users.c.id)
             .where(
-                api_tokens.c.token_hash == token_hash(token),
+                api_tokens.c.token_hash == key,
                 api_tokens.c.revoked_at.is_(None),
                 users.c.active.is_(True),
             )
         ).first()
         if row is None or _expired(row.expires_at, uow.clock.now()):
+            forget_tokens(key)
             raise NotAuthenticated("the token is unknown, expired or revoked")
-        return Principal(row.id, row.name, row.role, row.site)
+        principal = Principal(row.id, row.name, row.role, row.site)
+    with _TOKEN_CACHE_LOCK:
+        if len(_TOKEN_CACHE) >= _TOKEN_CACHE_SIZE:
+            _TOKEN_CACHE.clear()
+        _TOKEN_CACHE[key] = (principal, row.expires_at, time.monotonic())
+    return principal
+
+
+def forget_tokens(key: str | None = None) -> None:
+    """Stop trusting a checked token (by its hash), or every one, in this process."""
+    with _TOKEN_CACHE_LOCK:
+        if key is None:
+            _TOKEN_CACHE.clear()
+        else:
+            _TOKEN_CACHE.pop(key, None)
 
 
 def may_manage(by: Principal | None, action: str, user: Any, asked: str) -> None:
