@@ -50,9 +50,9 @@ DONE = {
 SNOOZE_DAYS = (1, 3, 7, 14, 28)
 PAGE = 50
 LABELS = {
-    "escalated": "Escalated",
+    "escalated": "Escalated (overdue past grace)",
     "failed_delivery": "Failed delivery",
-    "overdue": "Overdue",
+    "overdue": "Overdue, not escalated",
     "due_today": "Due today",
     "awaiting_results": "Awaiting results",
 }
