@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -113,9 +114,9 @@ def queue_list(
     """List work items (with counts per queue); page on with --cursor."""
     caller = _as_caller("queue.read", token, actor)
     run_service(
-        coordinator_queue.coordinator_queue,
+        # `view` is also run_service's own keyword (how to print): bind the queue's view here
+        partial(coordinator_queue.coordinator_queue, view=view),
         caller["actor"],
-        view=view,
         queue=queue or None,
         site=site or None,
         clinician=clinician or None,

@@ -1,0 +1,267 @@
+"""Adversarial review of the surfaces added last: password login and sessions, patient search,
+the clinician's own-patients queue scope, keyset cursors, and PHI in audit lines and logs.
+
+Each test is a probe an attacker would try (another site, the wrong role, another clinician, a
+forged cursor, an open redirect, a revoked token's session), answered as it should be.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from datetime import date
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from engine.adapters.mail import MaildirOutbox
+from engine.adapters.orm import audit_log
+from engine.adapters.reminder_tables import coordinator_items
+from engine.services import access
+from engine.services import patients as patient_service
+from engine.services.dispatch import dispatch_due_reminders
+from engine.services.reminders import DeliveryPolicy
+
+ORIGIN = {"Origin": "http://testserver"}
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+#: A family name that appears nowhere else, to look for in audit lines and logs.
+SEARCHED = "Zwackelmann"
+
+
+def _enrol(uow_factory, tmp_path, *, clinician: str, site: str = "north", family: str = "Example"):
+    """A patient of `clinician` with their screening work items in the queue."""
+    status = patient_service.enrol_patient(
+        uow_factory(),
+        "test",
+        site=site,
+        clinician=clinician,
+        birth_date=date(1979, 4, 2),
+        sex="F",
+        weight_kg=64,
+        given_name="Ada",
+        family_name=family,
+        email="ada@example.org",
+    )
+    dispatch_due_reminders(uow_factory, MaildirOutbox(str(tmp_path / "mail")), DeliveryPolicy())
+    return status["patient_id"]
+
+
+def _log_in(client, token: str, next_path: str | None = None):
+    """Log in through the form with an API token; the redirect answer."""
+    form = client.get("/ui/login")
+    fields = {"token": token, "csrf": CSRF.search(form.text).group(1)}
+    if next_path is not None:
+        fields["next"] = next_path
+    return client.post("/ui/login", data=fields, headers=ORIGIN, follow_redirects=False)
+
+
+@pytest.fixture
+def two_clinicians(client, callers, uow_factory, tmp_path) -> SimpleNamespace:
+    """Clinicians dr-a and dr-b at north (their user names are their clinician ids), a patient
+    of each, and a south patient of dr-a's namesake."""
+    for name in ("dr-a", "dr-b"):
+        callers.add(uow_factory, name, "clinician", "north")
+    patients = {
+        "a": _enrol(uow_factory, tmp_path, clinician="dr-a"),
+        "b": _enrol(uow_factory, tmp_path, clinician="dr-b"),
+        "south": _enrol(uow_factory, tmp_path, clinician="dr-a", site="south"),
+    }
+    return SimpleNamespace(callers=callers, patients=patients)
+
+
+def _items_of(uow_factory, patient_id: str) -> set[str]:
+    with uow_factory() as uow:
+        rows = uow.session.execute(
+            select(coordinator_items.c.id).where(coordinator_items.c.patient_id == patient_id)
+        )
+        return {row.id for row in rows}
+
+
+# ---- the clinician's scope: their own patients' items, on every surface ----------------------
+
+
+def test_a_clinician_sees_only_their_own_patients_items_on_the_api_page_and_cli(
+    client, two_clinicians, uow_factory, database_url, monkeypatch
+):
+    from engine.cli import app as cli_app
+    from engine.config import get_settings
+
+    callers, patients = two_clinicians.callers, two_clinicians.patients
+    own = _items_of(uow_factory, patients["a"])
+    others = _items_of(uow_factory, patients["b"]) | _items_of(uow_factory, patients["south"])
+    assert own and others
+
+    listing = client.get("/queues", headers=callers["dr-a"]).json()
+    api_seen = {item["id"] for item in listing["items"]}
+    asked_for_b = client.get("/queues", params={"clinician": "dr-b"}, headers=callers["dr-a"])
+
+    assert _log_in(client, callers.tokens["dr-a"]["token"]).status_code == 303
+    page = client.get("/ui/queues").text
+
+    monkeypatch.setenv("AIHP_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        user_id = callers.users["dr-a"]["id"]  # the CLI reads the wall clock, not the test's
+        token = access.issue_token(uow_factory(), "test", user_id, days=3650)["token"]
+        result = CliRunner().invoke(cli_app, ["queue", "list", "--token", token])
+        completed = CliRunner().invoke(
+            cli_app, ["queue", "list", "--view", "completed", "--token", token]
+        )
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, (result.exit_code, result.output, result.stderr)
+    cli_seen = {item["id"] for item in json.loads(result.output)["items"]}
+
+    assert api_seen == own
+    assert asked_for_b.status_code == 422
+    assert all(item not in page for item in others) and any(item in page for item in own)
+    assert result.exit_code == 0 and cli_seen == own
+    assert completed.exit_code == 0 and json.loads(completed.output)["view"] == "completed"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: GET /fhir/Task without a patient lists every clinician's items to a "
+    "clinician (api/fhir/task.py passes no clinician_scope); api/fhir is another helper's",
+)
+def test_a_clinician_sees_only_their_own_patients_items_as_fhir_tasks(
+    client, two_clinicians, uow_factory
+):
+    callers, patients = two_clinicians.callers, two_clinicians.patients
+    others = _items_of(uow_factory, patients["b"])
+
+    bundle = client.get("/fhir/Task", headers=callers["dr-a"]).json()
+    seen = {entry["resource"]["id"].removeprefix("item-") for entry in bundle.get("entry", [])}
+
+    assert seen and not seen & others
+
+
+# ---- forged keyset cursors -------------------------------------------------------------------
+
+
+def _cursor(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("view", "sort", "keys"),
+    [
+        ("live", "urgency", [False, "0001-01-01T00:00:00+00:00", ""]),
+        ("live", "due", ["0001-01-01T00:00:00+00:00", ""]),
+        ("completed", "due", ["9999-01-01T00:00:00+00:00", "~"]),
+    ],
+)
+def test_a_forged_queue_cursor_reads_no_other_sites_items(
+    client, two_clinicians, uow_factory, view, sort, keys
+):
+    south = _items_of(uow_factory, two_clinicians.patients["south"])
+    cursor = _cursor([view, sort, *keys])
+
+    answer = client.get(
+        "/queues",
+        params={"view": view, "sort": sort, "cursor": cursor},
+        headers=two_clinicians.callers["coordinator"],  # north
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert not {item["id"] for item in answer.json()["items"]} & south
+    assert all(item["site"] == "north" for item in answer.json()["items"])
+
+
+def test_a_forged_patient_search_cursor_reads_no_other_sites_patients(client, two_clinicians):
+    before_everyone = _cursor(["", "", ""])
+    callers = two_clinicians.callers
+
+    api = client.get("/patients", params={"cursor": before_everyone}, headers=callers["dr-a"])
+    fhir = client.get("/fhir/Patient", params={"_cursor": before_everyone}, headers=callers["dr-a"])
+
+    assert api.status_code == 200, api.text
+    assert {p["site"] for p in api.json()["items"]} == {"north"}
+    assert two_clinicians.patients["south"] not in api.text
+    assert two_clinicians.patients["south"] not in fhir.text
+
+
+# ---- login -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wanted",
+    [
+        "//evil.example/ui/queues",
+        "https://evil.example/ui/queues",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/ui\\@evil.example",
+        "/ui@evil.example",
+        "/uievil.example",
+        "/ui/%0d%0aLocation:%20https://evil.example",
+        "/ui/\r\nSet-Cookie: aihp_session=x",
+        "javascript:alert(1)",
+    ],
+)
+def test_login_never_sends_the_browser_off_this_site(client, callers, wanted):
+    answer = _log_in(client, callers.tokens["coordinator"]["token"], wanted)
+
+    location = answer.headers["location"]
+    assert answer.status_code == 303
+    assert location.startswith("/ui/") and not location.startswith(("//", "/\\"))
+    assert "\r" not in location and "\n" not in location
+    assert "set-cookie: aihp_session=x" not in str(answer.headers).casefold()
+
+
+def test_a_session_opened_with_a_token_ends_when_the_token_is_revoked(client, callers):
+    token = callers.tokens["coordinator"]
+    assert _log_in(client, token["token"]).status_code == 303
+    assert client.get("/ui/queues").status_code == 200
+
+    revoked = client.post(
+        f"/users/{token['user_id']}/tokens/{token['id']}/revoke", headers=callers["admin"]
+    )
+
+    assert revoked.status_code == 200
+    answer = client.get("/ui/queues", follow_redirects=False)
+    assert answer.status_code in (303, 307) and "/ui/login" in answer.headers["location"]
+
+
+# ---- searched names stay out of audit lines and logs -----------------------------------------
+
+
+def test_searched_names_reach_no_audit_line_nor_log_on_any_surface(
+    client, two_clinicians, uow_factory, caplog
+):
+    callers = two_clinicians.callers
+    callers.add(uow_factory, "ehr", "ehr", "north")
+    caplog.set_level(logging.DEBUG)
+    before = _audit_text(uow_factory)
+
+    answers = [
+        client.get("/patients", params={"name": SEARCHED}, headers=callers["dr-a"]),
+        client.get("/fhir/Patient", params={"name": SEARCHED}, headers=callers["dr-a"]),
+        client.get("/patients", params={"name": SEARCHED}, headers=callers["ehr"]),  # refused
+        client.get("/fhir/Patient", params={"family": SEARCHED}, headers=callers["ehr"]),
+    ]
+    assert _log_in(client, callers.tokens["dr-a"]["token"]).status_code == 303
+    answers.append(client.get("/ui/patients", params={"name": SEARCHED}))
+
+    assert [a.status_code for a in answers] == [200, 200, 403, 403, 200]
+    written = _audit_text(uow_factory)[len(before) :]
+    assert "patient_search" in written and "access_refused" in written
+    server_log = "\n".join(
+        r.getMessage()
+        for r in caplog.records
+        if not r.name.startswith("httpx")  # the client's
+    )
+    assert "/patients" in server_log
+    for text in (written, server_log):
+        assert SEARCHED.casefold() not in text.casefold()
+
+
+def _audit_text(uow_factory) -> str:
+    with uow_factory() as uow:
+        rows = uow.session.execute(select(audit_log).order_by(audit_log.c.id)).all()
+    return "\n".join(json.dumps(dict(row._mapping), default=str) for row in rows)
