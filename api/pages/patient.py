@@ -37,9 +37,7 @@ def patient_page(
     ordered: Annotated[str | None, Query(max_length=64)] = None,
     recorded: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
-    notice = f"Order placed: {ordered}." if ordered else ""
-    notice = f"Recorded: {recorded}." if recorded else notice
-    return _page(request, principal, patient_id, notice=notice)
+    return _page(request, principal, patient_id, done={"ordered": ordered, "recorded": recorded})
 
 
 @router.post("/{patient_id}/events")
@@ -135,6 +133,7 @@ def _page(
     header = patient_header(uow(), principal.actor, patient_id)
     series = timeline_series(status_view, history, request.app.state.clock.now())
     pathway = pathway_catalogue.pathway(status_view["pathway"]["key"])
+    extra["notice"] = _confirmed(history, **extra.pop("done", {})) or extra.get("notice", "")
     refusal = extra.get("refusal")
     if refusal:
         refusal["why"] = pathway.explain(refusal["rules"])
@@ -159,6 +158,18 @@ def _page(
         **extra,
     }
     return render(request, "patient.html", context, status)
+
+
+def _confirmed(
+    history: dict[str, Any], ordered: str | None = None, recorded: str | None = None
+) -> str:
+    """The notice after an order or a record, only if the patient's history holds it: the
+    redirect's query names it, and a crafted link must not confirm what was not done."""
+    if ordered and ordered in {order["drug"] for order in history["orders"]}:
+        return f"Order placed: {ordered}."
+    if recorded and recorded in {event["kind"] for event in history["events"]}:
+        return f"Recorded: {recorded}."
+    return ""
 
 
 def _likely_drug(header: dict[str, Any]) -> str:

@@ -265,3 +265,26 @@ def _audit_text(uow_factory) -> str:
     with uow_factory() as uow:
         rows = uow.session.execute(select(audit_log).order_by(audit_log.c.id)).all()
     return "\n".join(json.dumps(dict(row._mapping), default=str) for row in rows)
+
+
+# ---- a crafted link cannot make the patient page confirm what did not happen -----------------
+
+
+@pytest.mark.parametrize(
+    ("query", "claim"),
+    [
+        ({"ordered": "azathioprine 200 mg, call 555-0100 to confirm"}, "Order placed"),
+        ({"ordered": "prednisolone"}, "Order placed"),  # a drug of the pathway, never ordered
+        ({"recorded": "biopsy"}, "Recorded"),
+    ],
+)
+def test_a_crafted_link_does_not_show_an_order_or_record_that_was_not_made(
+    client, two_clinicians, query, claim
+):
+    patient = two_clinicians.patients["a"]
+    assert _log_in(client, two_clinicians.callers.tokens["dr-a"]["token"]).status_code == 303
+
+    page = client.get(f"/ui/patients/{patient}", params=query)
+
+    assert page.status_code == 200
+    assert claim not in page.text and "555-0100" not in page.text
