@@ -215,11 +215,14 @@ def _review(care: CarePathway, patient: Patient, draft: Draft, now: datetime) ->
         note = f"the patient has left the pathway ({patient.state}); {drug} is not checked"
         answer["notes"].append(_note("left-pathway", note))
         return answer
-    if draft.route not in pathway.drugs[drug].get("routes", ["oral"]):
-        note = f"{drug} by the {draft.route} route is not covered by the pathway"
-        answer["notes"].append(_note("route-not-covered", note))
-        return answer
+    routes = pathway.drugs[drug].get("routes", ["oral"])
     order = DraftOrder(drug, draft.mg_per_day, draft.mg_per_kg_day, draft.route)
+    if draft.route not in routes:
+        # the dose is not judged by a route the pathway does not dose, but the drug's blocks
+        # hold whatever the route (mycophenolate in pregnancy, azathioprine without TPMT)
+        note = f"{drug} by the {draft.route} route is not covered by the pathway: its dose "
+        answer["notes"].append(_note("route-not-covered", note + "was not checked"))
+        order = DraftOrder(drug, route=routes[0])
     review = care.review_order(patient, order, now)
     if review.dose is not None:
         answer["dose"] = {
@@ -227,7 +230,7 @@ def _review(care: CarePathway, patient: Patient, draft: Draft, now: datetime) ->
             "mg_per_kg_day": review.dose.mg_per_kg_day,
             "range": review.dose_range.id if review.dose_range else None,
         }
-    else:
+    elif draft.route in routes:
         note = f"no dose was given for {drug}: the blocks were checked, not the dose range"
         answer["notes"].append(_note("no-dose", note))
     alternatives = _safe_alternatives(care, patient, review, now)
@@ -274,21 +277,26 @@ def _alerts_raised(
             route=order.route,
             overrides=lifted,
         )
-        raised = list(outcome.alerts_raised)
+        # the alerts as the patient holds them: the pathway's alerts and the ones the native
+        # order raises for active orders (a block an order now meets, a dose out of range)
+        opened = {alert.alert_id: alert for alert in patient.open_alerts()}
+        raised = [
+            (alert.message, alert.severity, tuple(alert.rule_ids))
+            for alert in (opened.get(alert_id) for alert_id in outcome.alerts_raised)
+            if alert is not None
+        ]
     except DomainError:
         raised = []
     finally:
         uow.rollback()
-    alerts = {alert.id: alert for alert in care.pathway.alerts}
     return [
         {
-            **_note("alert", alerts[alert_id].message),
-            "severity": alerts[alert_id].severity,
-            "rules": list(alerts[alert_id].rules),
-            "explain": care.pathway.explain(alerts[alert_id].rules),
+            **_note("alert", message),
+            "severity": severity,
+            "rules": list(rules),
+            "explain": care.pathway.explain(rules),
         }
-        for alert_id in raised
-        if alert_id in alerts
+        for message, severity, rules in raised
     ]
 
 
