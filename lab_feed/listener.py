@@ -61,6 +61,7 @@ class LabListener:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         frames = MllpFrames(self.limits.max_message_bytes)
+        peer = str((writer.get_extra_info("peername") or ("",))[0])
         self._open.add(writer)
         try:
             while True:
@@ -74,7 +75,7 @@ class LabListener:
                 if not data:
                     break
                 for message in frames.feed(data):
-                    ack = await asyncio.to_thread(self.feed.answer, message)
+                    ack = await asyncio.to_thread(self.feed.answer, message, peer)
                     writer.write(frame(ack))
                     await writer.drain()
         except ConnectionError:

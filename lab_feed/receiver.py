@@ -2,8 +2,9 @@
 lab result, record them all or none, and build the ACK.
 
 - AR (reject): the frame is not an ORU^R01 this feed takes (not HL7, another type, another
-  version, no control id, too large), comes from a facility of no site this listener serves,
-  or reuses a control id for different content.
+  version, no control id, too large), comes from a facility of no site this listener serves
+  or from an address that is not one of that site's laboratory (`senders` in its feed file), or
+  reuses a control id for different content.
 - AE (error): the message is an ORU^R01, but an OBX cannot be recorded: unknown patient
   identifier, unknown code, a value or unit the engine refuses, a safety rule. Nothing of the
   message is recorded; one ERR per refused OBX says why.
@@ -50,14 +51,15 @@ class LabFeed:
     sites: SiteFeeds
     clock: Clock
 
-    def answer(self, frame: bytes | Oversize) -> bytes:
-        """The ACK for one frame; only after its results are committed when it is AA."""
+    def answer(self, frame: bytes | Oversize, peer: str | None = None) -> bytes:
+        """The ACK for one frame; only after its results are committed when it is AA. `peer`
+        is the address the frame came from (None: a caller in this process, not the network)."""
         try:
             if isinstance(frame, Oversize):
                 raise Rejected(
                     f"message larger than {frame.limit} bytes", "207", "MSH", _header(frame.head)
                 )
-            return self._answer(read_oru(frame))
+            return self._answer(read_oru(frame), peer)
         except Rejected as rejected:
             log.info("HL7 message rejected: %s", rejected.error)
             line = ErrorLine(tuple(rejected.location.split("^")), rejected.error, rejected.reason)
@@ -68,7 +70,7 @@ class LabFeed:
             line = ErrorLine(("MSH",), "207", "not recorded (internal error); send again")
             return self._ack(header, "AE", "not recorded: internal error, send again", [line])
 
-    def _answer(self, message: OruMessage) -> bytes:
+    def _answer(self, message: OruMessage, peer: str | None) -> bytes:
         header = message.header
         feed = self.sites.for_facility(header.sending_facility)
         if feed is None:
@@ -76,6 +78,14 @@ class LabFeed:
                 f"sending facility {header.sending_facility!r} is not a laboratory of a site "
                 "this listener serves",
                 "204",
+                "MSH^1^4",
+                header,
+            )
+        if peer is not None and not feed.sends_from(peer):
+            self._audit_refusal(403)
+            raise Rejected(
+                f"this connection's address is not one site {feed.site}'s laboratory sends from",
+                "207",
                 "MSH^1^4",
                 header,
             )

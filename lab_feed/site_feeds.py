@@ -4,6 +4,7 @@
 site: north
 sending_facilities: [NORTHLAB]   # MSH-4 values that mean this site's laboratory
 timezone: Europe/London          # for HL7 times sent without an offset (default UTC)
+senders: [10.20.0.0/24]          # addresses the laboratory sends from (default: this machine only)
 local_codes:                     # the laboratory's own OBX-3 codes -> the LOINC code they mean
   ALTL: 1742-6
 ```
@@ -12,10 +13,16 @@ A message's site is the site whose `sending_facilities` lists its MSH-4; a liste
 one site (`--site`) takes only that site's facilities (any facility when the list is empty).
 Every local code must name a LOINC code of a pathway lab: a file that does not is refused when
 the listener starts, never when a result arrives.
+
+MLLP carries no credentials, so `senders` is what keeps a machine that can reach the port from
+recording results in a site's name: a message whose MSH-4 is a site's laboratory is taken only
+from an address (or network) its file lists; a file without `senders` takes the loopback
+addresses only (a local sender, or a TLS tunnel ending on this machine).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -31,6 +38,12 @@ from engine.domain.errors import DomainError
 from engine.services.catalogue import care_pathway
 
 LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: Where a laboratory may send from when its feed file lists no `senders`: this machine.
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 
 class InvalidSiteFeed(DomainError):
@@ -45,6 +58,17 @@ class SiteFeed:
     sending_facilities: frozenset[str] = frozenset()
     timezone: tzinfo = UTC
     local_codes: dict[str, str] = field(default_factory=dict)
+    senders: tuple[Network, ...] = LOOPBACK
+
+    def sends_from(self, address: str) -> bool:
+        """Whether `address` (the peer of an MLLP connection) is one of the laboratory's."""
+        try:
+            peer = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped
+        return any(peer in network for network in self.senders)
 
 
 @dataclass(frozen=True)
@@ -108,7 +132,19 @@ def _feed(path: Path) -> SiteFeed:
         frozenset(facilities),
         _zone(path, data.get("timezone") or "UTC"),
         {str(local): str(loinc) for local, loinc in codes.items()},
+        _senders(path, data.get("senders")),
     )
+
+
+def _senders(path: Path, given: Any) -> tuple[Network, ...]:
+    if given is None:
+        return LOOPBACK
+    if not isinstance(given, list) or not given:
+        raise InvalidSiteFeed(f"{path}: senders must list the laboratory's addresses or networks")
+    try:
+        return tuple(ipaddress.ip_network(str(entry), strict=False) for entry in given)
+    except ValueError as problem:
+        raise InvalidSiteFeed(f"{path}: senders: {problem}") from None
 
 
 def _zone(path: Path, name: str) -> tzinfo:
