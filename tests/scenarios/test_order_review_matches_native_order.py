@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the API fixtures are imported by name and taken as parameters)
 """A CDS Hooks review of a draft gives exactly the native order's verdict, for any patient.
 
 Property: for a random patient (cirrhosis, pregnancy, TPMT deficiency, HBV exposure, high
@@ -242,7 +243,7 @@ def _route_not_covered(client, callers, patient_id, order, reviewed, uow_factory
 
 
 @pytest.fixture
-def ehr(callers, uow_factory):  # noqa: F811
+def ehr(callers, uow_factory):
     """An EHR and a clinician at north whose tokens outlast the examples' advancing clock."""
     callers.add(uow_factory, "ehr", "ehr", "north", days=3650)
     callers.add(uow_factory, "prescriber", "clinician", "north", days=3650)
@@ -261,7 +262,7 @@ def test_a_review_gives_the_native_orders_verdict(
     client,
     ehr,
     clock,
-    uow_factory,  # noqa: F811
+    uow_factory,
 ):
     patient_id = _patient(client, ehr, clock, patient)
     resource, order = _medication_request(draft)
