@@ -173,9 +173,16 @@ def test_a_forged_queue_cursor_reads_no_other_sites_items(
     assert all(item["site"] == "north" for item in answer.json()["items"])
 
 
-def test_a_forged_patient_search_cursor_reads_no_other_sites_patients(client, two_clinicians):
+def test_forged_patient_and_observation_cursors_read_no_other_sites_rows(
+    client, two_clinicians, uow_factory
+):
     before_everyone = _cursor(["", "", ""])
     callers = two_clinicians.callers
+    south = two_clinicians.patients["south"]
+    patient_service.record_lab_result(
+        uow_factory(), "test", south, code="ALT", value=80, unit="U/L"
+    )
+    newest = base64.urlsafe_b64encode(b"2199-01-01T00:00:00+00:00 zzzz").decode()
 
     api = client.get("/patients", params={"cursor": before_everyone}, headers=callers["dr-a"])
     fhir = client.get("/fhir/Patient", params={"_cursor": before_everyone}, headers=callers["dr-a"])
@@ -183,7 +190,20 @@ def test_a_forged_patient_search_cursor_reads_no_other_sites_patients(client, tw
     assert api.status_code == 200, api.text
     assert {p["site"] for p in api.json()["items"]} == {"north"}
     assert two_clinicians.patients["south"] not in api.text
+    everyone = client.get(
+        "/patients", params={"cursor": before_everyone}, headers=callers["clinician-anywhere"]
+    )
+    assert south in everyone.text  # the forged cursor does reach the row for a global caller
     assert two_clinicians.patients["south"] not in fhir.text
+    observations = client.get(
+        "/fhir/Observation", params={"_cursor": newest}, headers=callers["dr-a"]
+    )
+    assert observations.status_code == 200, observations.text
+    assert south not in observations.text
+    unscoped = client.get(
+        "/fhir/Observation", params={"_cursor": newest}, headers=callers["clinician-anywhere"]
+    )
+    assert south in unscoped.text  # the probe can see the row when the caller may
 
 
 # ---- login -----------------------------------------------------------------------------------
