@@ -49,6 +49,13 @@ def audit_refusal(request: Request, status: int, surface: str) -> None:
         log.error("could not audit a refused request: %s", type(failure).__name__)
 
 
+def audit_unknown_items(request: Request, refused: list[dict], surface: str) -> None:
+    """Audit a bulk change's refusals of unknown (or out-of-scope) work items, one row each,
+    as a single item's refusal is audited."""
+    for _ in (r for r in refused if r.get("code") == UnknownWorkItem.code):
+        audit_refusal(request, 404, surface)
+
+
 def audit_if_refused(request: Request, error: Exception, surface: str) -> None:
     """Audit `error` if it is an access refusal."""
     status = refusal_status(error)

@@ -31,6 +31,7 @@ from api.pages.session import (
     is_htmx,
     render,
 )
+from api.refusals import audit_unknown_items
 from engine.domain.errors import DomainError, InvalidInput, UnknownWorkItem
 from engine.domain.reminders import QUEUES
 from engine.services import coordinator_queue as queue_service
@@ -96,6 +97,7 @@ def claim_selected(request: Request, principal: QueueWorker, form: Form) -> Resp
         if not picked:
             raise InvalidInput("select the items to claim first")
         done = queue_service.claim_items(uow, principal.actor, picked, **scope)
+        audit_unknown_items(request, done["refused"], "pages")
         said.append(f"Claimed {len(done['claimed'])}.")
         said.extend(f"Not claimed: {r['reason']}" for r in done["refused"])
 

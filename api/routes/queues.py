@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import schemas
@@ -21,6 +21,7 @@ from api.deps import (
     reject_unknown_query,
 )
 from api.errors import problems
+from api.refusals import audit_unknown_items
 from engine.services import coordinator_queue as queues
 from engine.services.access_policy import Principal, clinician_scope
 
@@ -145,14 +146,18 @@ def list_outcomes(principal: QueueReader) -> dict[str, str]:
     responses=problems(403, 422),
     summary="Claim several items; those another coordinator holds are listed with the reason",
 )
-def claim_several(body: BulkClaimRequest, principal: QueueWorker, uow: UnitOfWork) -> dict:
-    return queues.claim_items(
+def claim_several(
+    request: Request, body: BulkClaimRequest, principal: QueueWorker, uow: UnitOfWork
+) -> dict:
+    done = queues.claim_items(
         uow(),
         principal.actor,
         body.item_ids,
         site_scope=principal.site,
         clinician_scope=clinician_scope(principal),
     )
+    audit_unknown_items(request, done["refused"], "api")
+    return done
 
 
 @router.post(

@@ -160,7 +160,8 @@ def claim_items(
     clinician_scope: str | None = None,
 ) -> dict[str, Any]:
     """Claim several items in one transaction: each one nobody else holds is claimed (and
-    audited); the others are listed with the reason, and do not stop the rest."""
+    audited); the others are listed with the reason and its code, and do not stop the rest
+    (the entry point audits an unknown or out-of-scope one as a refused access)."""
     wanted = list(dict.fromkeys(item_ids))
     if not 0 < len(wanted) <= MAX_BULK:
         raise InvalidInput(f"claim 1 to {MAX_BULK} items at a time")
@@ -174,7 +175,7 @@ def claim_items(
                 _check(item, item_id, site_scope, clinician_scope)
                 claim(item, now)
             except (UnknownWorkItem, InvalidInput, ConcurrencyConflict) as why:
-                refused.append({"id": item_id, "reason": why.message})
+                refused.append({"id": item_id, "reason": why.message, "code": why.code})
                 continue
             item.updated_at = now
             claimed.append(item)

@@ -308,3 +308,37 @@ def test_a_crafted_link_does_not_show_an_order_or_record_that_was_not_made(
 
     assert page.status_code == 200
     assert claim not in page.text and "555-0100" not in page.text
+
+
+# ---- a bulk claim of another site's items is a refusal, audited as one claim's would be ------
+
+
+def _refusals(uow_factory) -> int:
+    return _audit_text(uow_factory).count('"access_refused"')
+
+
+def test_a_bulk_claim_of_another_sites_items_is_audited_as_a_refusal_on_api_and_page(
+    client, two_clinicians, uow_factory
+):
+    south = sorted(_items_of(uow_factory, two_clinicians.patients["south"]))
+    coordinator = two_clinicians.callers["coordinator"]  # north
+    before = _refusals(uow_factory)
+
+    answer = client.post("/queues/items/claim", json={"item_ids": south}, headers=coordinator)
+    unknown = client.post("/queues/items/claim", json={"item_ids": ["nope"]}, headers=coordinator)
+    after_api = _refusals(uow_factory)
+    assert _log_in(client, two_clinicians.callers.tokens["coordinator"]["token"]).status_code == 303
+    csrf = CSRF.search(client.get("/ui/queues").text).group(1)
+    page = client.post(
+        "/ui/queues/items/claim",
+        data={"csrf": csrf, **{f"pick:{item}": "on" for item in south}},
+        headers=ORIGIN,
+        follow_redirects=False,
+    )
+
+    assert answer.status_code == 200 and answer.json()["claimed"] == []
+    assert all(r["reason"].startswith("no coordinator item") for r in answer.json()["refused"])
+    assert unknown.json()["refused"][0]["reason"] == "no coordinator item with id 'nope'"
+    assert after_api == before + len(south) + 1  # one row per refused item
+    assert page.status_code == 303
+    assert _refusals(uow_factory) == after_api + len(south)
