@@ -30,4 +30,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("reminders", schema=None) as batch_op:
-        batch_op.drop_index("ix_reminders_leased_until", postgresql_where=_LEASED, sqlite_where=_LEASED)
+        batch_op.drop_index(
+            "ix_reminders_leased_until", postgresql_where=_LEASED, sqlite_where=_LEASED
+        )
