@@ -70,10 +70,7 @@ def _as_caller(action: str, token: str, actor: str) -> dict[str, Any]:
         _audit_refusal(principal.actor if principal else None, action, 403)
         err.print(f"[bold red]refused[/] {refused.message}")
         raise typer.Exit(3) from None
-    scope = {
-        "site_scope": principal.site,
-        "clinician_scope": access_policy.clinician_scope(principal),
-    }
+    scope = access_policy.queue_scope(principal)
     return {"actor": principal.actor, "scope": scope, "acting_as_user": True}
 
 

@@ -37,7 +37,7 @@ from engine.domain.reminders import QUEUES
 from engine.services import coordinator_queue as queue_service
 from engine.services import pathway_catalogue
 from engine.services.access import Principal
-from engine.services.access_policy import clinician_scope
+from engine.services.access_policy import queue_scope
 
 router = APIRouter(prefix="/queues", include_in_schema=False)
 FILTERS = ("view", "queue", "site", "clinician", "state", "sort")
@@ -157,7 +157,7 @@ def act(
 
 
 def _scope(principal: Principal) -> dict[str, Any]:
-    return {"site_scope": principal.site, "clinician_scope": clinician_scope(principal)}
+    return queue_scope(principal)
 
 
 def _change(

@@ -23,7 +23,7 @@ from api.deps import (
 from api.errors import problems
 from api.refusals import audit_unknown_items
 from engine.services import coordinator_queue as queues
-from engine.services.access_policy import Principal, clinician_scope
+from engine.services.access_policy import Principal, queue_scope
 
 router = APIRouter(tags=["queues"], dependencies=[Depends(reject_unknown_query)])
 
@@ -125,8 +125,7 @@ def list_queue(
         sort=sort,
         cursor=cursor,
         limit=limit,
-        site_scope=principal.site,
-        clinician_scope=clinician_scope(principal),
+        **queue_scope(principal),
     )
 
 
@@ -153,8 +152,7 @@ def claim_several(
         uow(),
         principal.actor,
         body.item_ids,
-        site_scope=principal.site,
-        clinician_scope=clinician_scope(principal),
+        **queue_scope(principal),
     )
     audit_unknown_items(request, done["refused"], "api")
     return done
@@ -274,8 +272,4 @@ def acknowledge(
 
 
 def _scope(principal: Principal, body: object) -> dict:
-    return {
-        "site_scope": principal.site,
-        "clinician_scope": clinician_scope(principal),
-        "expected_version": getattr(body, "expected_version", None),
-    }
+    return {**queue_scope(principal), "expected_version": getattr(body, "expected_version", None)}

@@ -161,6 +161,13 @@ def clinician_scope(principal: Principal) -> str | None:
     return principal.name if principal.role in OWN_PATIENTS_ONLY else None
 
 
+def queue_scope(principal: Principal) -> dict[str, str | None]:
+    """What a caller's queue listings and item changes reach, as the queue service's keywords:
+    their site's items (`site_scope`) and, for a clinician, their own patients' only
+    (`clinician_scope`). Every surface passes both, so none can forget one."""
+    return {"site_scope": principal.site, "clinician_scope": clinician_scope(principal)}
+
+
 def allowed_roles(action: str) -> frozenset[str]:
     """The roles that may take `action` (at their own site)."""
     return POLICY[action].roles
