@@ -343,3 +343,22 @@ def test_a_bulk_claim_of_another_sites_items_is_audited_as_a_refusal_on_api_and_
     assert after_api == before + len(south) + 1  # one row per refused item
     assert page.status_code == 303
     assert _refusals(uow_factory) == after_api + len(south)
+
+
+# ---- CR/LF in search parameters is refused with its reason, never echoed into a header -------
+
+
+@pytest.mark.parametrize("name", ["Ada\r\nSet-Cookie: evil=1", "Ada\nX-Injected: 1", "Ada\u2028"])
+def test_line_breaks_in_a_search_are_refused_on_api_fhir_and_page(client, two_clinicians, name):
+    headers = two_clinicians.callers["dr-a"]
+    api = client.get("/patients", params={"name": name}, headers=headers)
+    fhir = client.get("/fhir/Patient", params={"name": name}, headers=headers)
+    assert _log_in(client, two_clinicians.callers.tokens["dr-a"]["token"]).status_code == 303
+    page = client.get("/ui/patients", params={"name": name})
+
+    assert (api.status_code, fhir.status_code, page.status_code) == (422, 400, 422)
+    assert fhir.json()["resourceType"] == "OperationOutcome"
+    assert "Cannot search" in page.text
+    for answer in (api, fhir, page):
+        assert "evil" not in answer.headers.get("set-cookie", "")
+        assert "x-injected" not in answer.headers
