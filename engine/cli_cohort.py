@@ -258,9 +258,9 @@ def demo(
     else:
         examples = _seed(path, url, patients, months, seed)
     _print_examples(examples, url)
-    settings = demo_settings(url, path, empty_outbox=not seeded)
-    logins = _demo_team(settings)
     site_url = f"http://{host}:{port}/ui/"
+    settings = demo_settings(url, path, empty_outbox=not seeded, public_url=site_url[:-4])
+    logins = _demo_team(settings)
     out.print(f"\n[bold]Coordinator page:[/] {site_url}  (API: http://{host}:{port}/docs)")
     out.print("[bold]Demo logins[/] ([bold red]demo only[/]: new random passwords each start):")
     for login in logins:
@@ -352,9 +352,12 @@ def aihp_path() -> Path:
     return beside if beside.exists() else Path(sys.argv[0]).resolve()
 
 
-def demo_settings(url: str, path: Path, *, empty_outbox: bool = True):
-    """The demo's settings: its database, and a Maildir outbox beside it (emptied for a new
-    cohort, kept when the database is reused)."""
+def demo_settings(
+    url: str, path: Path, *, empty_outbox: bool = True, public_url: str | None = None
+):
+    """The demo's settings: its database, a Maildir outbox beside it (emptied for a new
+    cohort, kept when the database is reused), and where its pages are served (clinician
+    emails link there)."""
     import shutil
 
     outbox = path.parent / "demo-outbox"
@@ -366,6 +369,7 @@ def demo_settings(url: str, path: Path, *, empty_outbox: bool = True):
             "outbox_dir": outbox,
             "broker_url": None,
             "cookie_secure": False,  # the demo is served over plain http on localhost
+            "public_url": public_url or get_settings().public_url,
         }
     )
 

@@ -55,6 +55,8 @@ class DeliveryPolicy:
     mail_from: str = "reminders@aih-pathways.local"
     message_domain: str = "aih-pathways.local"
     clinic_name: str = "Hepatology clinic"
+    #: Where people reach the pages: clinician and coordinator emails link to the patient.
+    public_url: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeliveryPolicy:
@@ -66,6 +68,7 @@ class DeliveryPolicy:
             mail_from=settings.mail_from,
             message_domain=settings.message_domain,
             clinic_name=settings.clinic_name,
+            public_url=settings.public_url,
         )
 
     @property
@@ -303,6 +306,7 @@ def _compose(
         mail_from=policy.mail_from,
         message_domain=policy.message_domain,
         sent_at=now,
+        public_url=policy.public_url or "",
     )
 
 
@@ -352,6 +356,7 @@ def _notice(
         reasons=reasons,
         site=reminder.site,
         clinic_name=policy.clinic_name,
+        patient_id=reminder.patient_id,
     )
 
 

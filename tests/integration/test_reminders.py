@@ -6,6 +6,7 @@ months of a pathway run in seconds.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -164,17 +165,20 @@ def test_response_assessment_reaches_patient_without_diagnosis_and_clinician_wit
         uow_factory(), "dr-a", patient_id, drug="azathioprine", mg_per_kg_day=1
     )
     clock.advance(timedelta(weeks=2))
-    dispatch_due_reminders(uow_factory, sink_mailer, POLICY)
+    linked = replace(POLICY, public_url="https://aihp.clinic.test")
+    dispatch_due_reminders(uow_factory, sink_mailer, linked)
     assert smtp_sink.wait_for(2)
     (patient_mail,) = [m for m in smtp_sink.messages if "ada@" in m["To"]]
     assert "hepatitis" not in patient_mail["Subject"].lower()
     assert "blood test" in patient_mail["Subject"].lower()
+    assert "/ui/patients/" not in patient_mail.get_body(("plain",)).get_content()
     bodies = [
         m.get_body(("plain",)).get_content() for m in smtp_sink.messages if "dr.a@" in m["To"]
     ]
     (assessment,) = [b for b in bodies if "Response assessment" in b]
     rules = next(m.rules for m in latest().milestones if m.id == "response-assessment")
     assert all(rule in assessment for rule in rules)
+    assert f"https://aihp.clinic.test/ui/patients/{patient_id}" in assessment
 
 
 def test_missed_milestone_escalates_after_its_grace_period_and_supersedes_the_due_item(
