@@ -362,3 +362,51 @@ def test_line_breaks_in_a_search_are_refused_on_api_fhir_and_page(client, two_cl
     for answer in (api, fhir, page):
         assert "evil" not in answer.headers.get("set-cookie", "")
         assert "x-injected" not in answer.headers
+
+
+# ---- every page form that changes something checks its CSRF token and origin -----------------
+
+
+def _dependency_calls(dependant) -> set:
+    found = {dependant.call}
+    for sub in dependant.dependencies:
+        found |= _dependency_calls(sub)
+    return found
+
+
+def test_every_changing_page_route_checks_its_form_and_refuses_one_without_a_token(
+    client, two_clinicians, uow_factory
+):
+    from fastapi.routing import APIRoute, iter_route_contexts
+    from starlette.routing import Mount
+
+    from api.pages.session import checked_form
+
+    mount = next(r for r in client.app.routes if isinstance(r, Mount) and r.path == "/ui")
+    changing = [
+        "/ui" + context.path
+        for context in iter_route_contexts(mount.app.routes)
+        if isinstance(context.original_route, APIRoute)
+        and context.original_route.methods - {"GET", "HEAD"}
+    ]
+    unchecked: list[str] = []
+    for context in iter_route_contexts(mount.app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.methods - {"GET", "HEAD"}:
+            if "/ui" + context.path != "/ui/login":  # its own pre-session token (tested apart)
+                if checked_form not in _dependency_calls(route.dependant):
+                    unchecked.append("/ui" + context.path)
+    assert len(changing) >= 7 and not unchecked
+
+    item = sorted(_items_of(uow_factory, two_clinicians.patients["a"]))[0]
+    assert _log_in(client, two_clinicians.callers.tokens["coordinator"]["token"]).status_code == 303
+    csrf = CSRF.search(client.get("/ui/queues").text).group(1)
+    for url in ("/ui/queues/items/claim", f"/ui/queues/items/{item}/undo", "/ui/logout"):
+        without = client.post(url, data={f"pick:{item}": "on"}, headers=ORIGIN)
+        foreign = client.post(
+            url,
+            data={"csrf": csrf, f"pick:{item}": "on"},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert (without.status_code, foreign.status_code) == (403, 403), url
+    assert client.get("/ui/queues").status_code == 200  # still logged in: logout was refused
