@@ -389,13 +389,14 @@ def test_every_changing_page_route_checks_its_form_and_refuses_one_without_a_tok
         if isinstance(context.original_route, APIRoute)
         and context.original_route.methods - {"GET", "HEAD"}
     ]
-    unchecked: list[str] = []
-    for context in iter_route_contexts(mount.app.routes):
-        route = context.original_route
-        if isinstance(route, APIRoute) and route.methods - {"GET", "HEAD"}:
-            if "/ui" + context.path != "/ui/login":  # its own pre-session token (tested apart)
-                if checked_form not in _dependency_calls(route.dependant):
-                    unchecked.append("/ui" + context.path)
+    unchecked = [
+        "/ui" + context.path
+        for context in iter_route_contexts(mount.app.routes)
+        if isinstance(context.original_route, APIRoute)
+        and context.original_route.methods - {"GET", "HEAD"}
+        and context.path != "/login"  # its own pre-session token (tested apart)
+        and checked_form not in _dependency_calls(context.original_route.dependant)
+    ]
     assert len(changing) >= 7 and not unchecked
 
     item = sorted(_items_of(uow_factory, two_clinicians.patients["a"]))[0]
