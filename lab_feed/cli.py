@@ -45,7 +45,7 @@ def listen(
         raise typer.Exit(2)
     uow_factory = unit_of_work_factory()
     try:
-        principal = enforce(authenticate(uow_factory(), token), "lab.record")
+        principal = enforce(authenticate(uow_factory(), token), "lab.feed")
         sites = load_site_feeds(site)
     except (DomainError, Forbidden) as problem:
         err.print(f"[bold red]error[/] ({problem.code}) {problem.message}")

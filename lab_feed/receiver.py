@@ -11,8 +11,9 @@ lab result, record them all or none, and build the ACK.
 - AA: every final result is committed (OBX that are not final are left out, each with an ERR
   warning). A message sent again is answered AA from what was remembered, and recorded once.
 
-The feed acts as the principal its token stands for (a `lab-interface` user), under the same
-policy as every surface (`lab.record` at the message's site), and is audited as that user.
+The feed acts as the principal its token stands for (a `lab-interface` user: the policy's
+`lab.feed` at the message's site, so a person's token cannot stand for a laboratory), under the
+same policy as every surface, and is audited as that user.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class LabFeed:
                 header,
             )
         try:
-            enforce(self.principal, "lab.record", Resource(feed.site))
+            enforce(self.principal, "lab.feed", Resource(feed.site))
         except Forbidden:
             self._audit_refusal(403)
             raise Rejected(

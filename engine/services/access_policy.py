@@ -84,6 +84,7 @@ POLICY: dict[str, Rule] = {
     "patient.what_if": _rule("clinician", "ask what an input would do (nothing is written)"),
     "care_plan.apply": _rule("clinician", "apply the pathway to a patient (FHIR $apply)"),
     "lab.record": _rule("clinician lab-interface", "record lab results"),
+    "lab.feed": _rule("lab-interface", "record lab results from a laboratory's HL7 feed"),
     "event.record": _rule("clinician", "record clinical events"),
     "order.place": _rule("clinician", "order medication"),
     "order.review": _rule("ehr", "check an EHR's draft orders against the pathway (CDS Hooks)"),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.services import audit_trail
+from engine.services import access, audit_trail
+from engine.services.access_policy import Forbidden, enforce
 from lab_feed.listener import ListenerThread
 from lab_feed.receiver import LabFeed
 from lab_feed.sender import MllpConnection
@@ -82,3 +83,19 @@ def test_a_feed_file_with_unusable_senders_is_refused_at_start(tmp_path: Path, s
 
     with pytest.raises(InvalidSiteFeed, match="senders"):
         load_site_feeds(directory=tmp_path)
+
+
+def test_a_clinicians_token_cannot_stand_for_a_laboratory(feed, enrol_north, labs_of, uow_factory):
+    """Found by the security review: `lab.record` let a clinician's token run the feed, so a
+    laboratory's results were recorded in a person's name. The feed needs `lab.feed`."""
+    patient = enrol_north("NR-100")["patient_id"]
+    person = access.create_user(uow_factory(), "test", name="dr-x", role="clinician", site="north")
+    token = access.issue_token(uow_factory(), "test", person["id"])["token"]
+    as_clinician = dataclasses.replace(feed, principal=access.authenticate(uow_factory(), token))
+
+    ack = read_ack(as_clinician.answer(oru("NR-100", (TAKEN, [Obx(ALT, "420", "U/L")]))))
+
+    assert ack.code == "AR" and "may not record labs for site north" in ack.text
+    assert labs_of(patient) == []
+    with pytest.raises(Forbidden, match="clinician role may not record lab results from"):
+        enforce(as_clinician.principal, "lab.feed")
