@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import mailbox
 import os
+import re
 import smtplib
 import ssl
 import threading
@@ -224,12 +225,24 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
         error = exc.smtp_error
         text = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
-        return f"SMTP {exc.smtp_code}: {text}"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return f"SMTP {exc.smtp_code}: {_without_addresses(text)}"
+    text = _without_addresses(str(exc))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _refusals(recipients: dict[str, tuple[int, bytes]]) -> str:
+    """What each refused recipient was told, without their address (it is the patient's, and
+    the reason is kept as the reminder's error, shown in audit lines, the outbox and FHIR)."""
     return "; ".join(
-        f"{address}: SMTP {code} {text.decode(errors='replace')}"
-        for address, (code, text) in recipients.items()
+        f"recipient {n}: SMTP {code} {_without_addresses(text.decode(errors='replace'))}"
+        for n, (code, text) in enumerate(recipients.values(), start=1)
     )
+
+
+#: An email address, with the angle brackets servers often put round it.
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+
+
+def _without_addresses(text: str) -> str:
+    """`text` with every email address in it replaced by `<address>`."""
+    return _ADDRESS.sub("<address>", text)

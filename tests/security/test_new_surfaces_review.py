@@ -411,3 +411,39 @@ def test_every_changing_page_route_checks_its_form_and_refuses_one_without_a_tok
         )
         assert (without.status_code, foreign.status_code) == (403, 403), url
     assert client.get("/ui/queues").status_code == 200  # still logged in: logout was refused
+
+
+# ---- a refused recipient's address is not kept in the reminder's error -----------------------
+
+
+@pytest.mark.parametrize(
+    "to", ["ada.lovelace@example.org", "ada.lovelace@example.org, someone@example.org"]
+)
+def test_an_smtp_refusal_names_no_email_address(smtp_sink, to):
+    """The error becomes the reminder's last_error, shown in audit lines, the outbox and FHIR
+    Task.statusReason: it says what happened, not to whom (the address is the patient's)."""
+    from email.message import EmailMessage
+
+    from engine.adapters.mail import DeliveryError, SmtpMailer
+
+    smtp_sink.refuse("ada")
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "aihp@example.org", to, "Reminder"
+    message["Message-ID"] = "<m1@example.org>"
+    message.set_content("body")
+
+    with pytest.raises(DeliveryError) as refused:
+        SmtpMailer(smtp_sink.host, smtp_sink.port).send(message)
+
+    assert "SMTP 550" in refused.value.reason
+    assert "@" not in refused.value.reason and "lovelace" not in refused.value.reason
+
+
+def test_a_server_reply_that_repeats_the_address_is_kept_without_it():
+    import smtplib
+
+    from engine.adapters import mail
+
+    echoed = smtplib.SMTPResponseException(550, b"5.1.1 <ada@example.org>: user unknown")
+
+    assert mail._describe(echoed) == "SMTP 550: 5.1.1 <address>: user unknown"
