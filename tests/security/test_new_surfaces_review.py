@@ -253,11 +253,13 @@ def test_a_session_opened_with_a_token_ends_when_the_token_is_revoked(client, ca
 
 
 def test_searched_names_reach_no_audit_line_nor_log_on_any_surface(
-    client, two_clinicians, uow_factory, caplog
+    client, two_clinicians, uow_factory, caplog, tmp_path
 ):
     callers = two_clinicians.callers
     callers.add(uow_factory, "ehr", "ehr", "north")
+    _enrol(uow_factory, tmp_path, clinician="dr-a", family=SEARCHED)  # a search that finds
     caplog.set_level(logging.DEBUG)
+    caplog.clear()
     before = _audit_text(uow_factory)
 
     answers = [
@@ -270,6 +272,7 @@ def test_searched_names_reach_no_audit_line_nor_log_on_any_surface(
     answers.append(client.get("/ui/patients", params={"name": SEARCHED}))
 
     assert [a.status_code for a in answers] == [200, 200, 403, 403, 200]
+    assert answers[0].json()["total"] == 1 and SEARCHED in answers[4].text
     written = _audit_text(uow_factory)[len(before) :]
     assert "patient_search" in written and "access_refused" in written
     server_log = "\n".join(
