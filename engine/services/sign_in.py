@@ -16,7 +16,8 @@ server-side sessions that end when idle, at an absolute limit, or at logout.
   `AIHP_SESSION_CACHE_SECONDS`; logging out, revoking a token or setting a password empties
   that cache in this process (another process sees the change within the same few seconds).
 - **Audit**: `login_succeeded`, `login_failed` (with the reason, never the password nor the
-  name typed for an unknown account), `login_locked`, `logout`, `password_set`.
+  name typed for an unknown account, nor a token that opens nothing), `login_locked`, `logout`,
+  `password_set`.
 """
 
 from __future__ import annotations
@@ -222,8 +223,15 @@ def sign_in_with_token(
     uow: SqlAlchemyUnitOfWork, token: str, policy: SignInPolicy
 ) -> OpenedSession:
     """Open a session with an API token (systems, and the login page's secondary option); the
-    session ends when the token is revoked or expires, whichever comes first."""
-    principal = access.authenticate(uow, token)
+    session ends when the token is revoked or expires, whichever comes first. A token that
+    opens nothing is audited as a failed login (never the token itself)."""
+    try:
+        principal = access.authenticate(uow, token)
+    except NotAuthenticated:
+        with uow:
+            _audit(uow, "anonymous", "login_failed", {"reason": "bad-token", "method": "token"})
+            uow.session.commit()
+        raise
     with uow:
         store = SqlLoginStore(uow.session)
         token_id, expires_at = store.token(token_hash(token))

@@ -450,3 +450,19 @@ def test_a_server_reply_that_repeats_the_address_is_kept_without_it():
     echoed = smtplib.SMTPResponseException(550, b"5.1.1 <ada@example.org>: user unknown")
 
     assert mail._describe(echoed) == "SMTP 550: 5.1.1 <address>: user unknown"
+
+
+# ---- a wrong token typed into the login form is audited like a wrong password ----------------
+
+
+def test_a_failed_token_login_is_audited_without_the_token(client, callers, uow_factory):
+    form = client.get("/ui/login")
+    fields = {"token": "guessed-token-value", "csrf": CSRF.search(form.text).group(1)}
+    before = _audit_text(uow_factory)
+
+    answer = client.post("/ui/login", data=fields, headers=ORIGIN, follow_redirects=False)
+
+    written = _audit_text(uow_factory)[len(before) :]
+    assert answer.status_code == 401
+    assert '"login_failed"' in written and '"method": "token"' in written
+    assert "guessed-token-value" not in written
