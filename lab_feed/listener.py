@@ -25,6 +25,11 @@ class ListenerLimits:
     max_message_bytes: int = 1_000_000
     idle_seconds: float = 300.0
     read_bytes: int = 65_536
+    #: A frame begun must end within this; a peer trickling bytes is closed (the idle time
+    #: alone restarts at every byte).
+    frame_seconds: float = 60.0
+    #: Connections open at once; one more is closed at once (a lab system needs one or two).
+    max_connections: int = 64
 
 
 class LabListener:
@@ -62,19 +67,32 @@ class LabListener:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         frames = MllpFrames(self.limits.max_message_bytes)
         peer = str((writer.get_extra_info("peername") or ("",))[0])
+        if len(self._open) >= self.limits.max_connections:
+            log.warning("HL7 connection refused: %d already open", len(self._open))
+            writer.close()
+            return
         self._open.add(writer)
+        loop = asyncio.get_running_loop()
+        frame_began: float | None = None
         try:
             while True:
+                wait = self.limits.idle_seconds
+                if frame_began is not None:
+                    wait = min(wait, frame_began + self.limits.frame_seconds - loop.time())
                 try:
-                    data = await asyncio.wait_for(
-                        reader.read(self.limits.read_bytes), self.limits.idle_seconds
-                    )
+                    data = await asyncio.wait_for(reader.read(self.limits.read_bytes), wait)
                 except TimeoutError:
-                    log.info("HL7 connection idle for %ss: closed", self.limits.idle_seconds)
+                    why = "a frame unfinished" if frame_began is not None else "idle"
+                    log.info("HL7 connection closed: %s for too long", why)
                     break
                 if not data:
                     break
-                for message in frames.feed(data):
+                found = frames.feed(data)
+                if not frames.pending:
+                    frame_began = None
+                elif frame_began is None or found:  # a new frame began with these bytes
+                    frame_began = loop.time()
+                for message in found:
                     ack = await asyncio.to_thread(self.feed.answer, message, peer)
                     writer.write(frame(ack))
                     await writer.drain()

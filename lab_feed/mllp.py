@@ -38,6 +38,12 @@ class MllpFrames:
         self._buffer = bytearray()
         self._inside = False
         self._skipping = False
+        self._scanned = 0  # bytes of the frame under way already searched for its end
+
+    @property
+    def pending(self) -> bool:
+        """A frame has begun and not ended (its bytes are being kept or skipped)."""
+        return self._inside or self._skipping
 
     def feed(self, data: bytes) -> list[bytes | Oversize]:
         self._buffer += data
@@ -60,16 +66,21 @@ class MllpFrames:
                     break
                 self.dropped_bytes += start
                 del self._buffer[: start + 1]
-                self._inside = True
+                self._inside, self._scanned = True, 0
                 continue
-            end = self._buffer.find(END_BLOCK)
-            restart = self._buffer.rfind(START_BLOCK, 0, end if end >= 0 else len(self._buffer))
+            # only the bytes not searched yet (a frame fed a byte at a time stays linear); the
+            # last byte searched again, as an end block may be split across reads
+            end = self._buffer.find(END_BLOCK, self._scanned)
+            stop = end if end >= 0 else len(self._buffer)
+            restart = self._buffer.rfind(START_BLOCK, self._scanned, stop)
             if restart >= 0:
                 # a frame cut short by a new start block: the sender gave up on it
                 self.dropped_bytes += restart
                 del self._buffer[: restart + 1]
+                self._scanned = 0
                 continue
             if end < 0:
+                self._scanned = max(0, len(self._buffer) - 1)
                 if len(self._buffer) > self.max_bytes:
                     found.append(Oversize(bytes(self._buffer[:HEAD_BYTES]), self.max_bytes))
                     self._inside, self._skipping = False, True
@@ -77,7 +88,7 @@ class MllpFrames:
                 break
             message = bytes(self._buffer[:end])
             del self._buffer[: end + len(END_BLOCK)]
-            self._inside = False
+            self._inside, self._scanned = False, 0
             if len(message) > self.max_bytes:
                 found.append(Oversize(message[:HEAD_BYTES], self.max_bytes))
             else:

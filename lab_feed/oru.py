@@ -106,6 +106,11 @@ def read_header(text: str) -> Header:
     return header
 
 
+#: OBX segments one message may carry (a panel has tens; a message of thousands is a mistake
+#: that would hold the feed's connection while it is judged result by result).
+MAX_OBSERVATIONS = 1000
+
+
 def read_oru(raw: bytes) -> OruMessage:
     """The ORU^R01 message in `raw` (one MLLP frame's content), or Rejected."""
     text = _decode(raw)
@@ -162,6 +167,22 @@ def read_oru(raw: bytes) -> OruMessage:
         elif name == "OBR":
             order, order_time = _text(message, segment, 1), _text(message, segment, 7)
         elif name == "OBX":
+            if len(observations) == MAX_OBSERVATIONS:
+                raise Rejected(
+                    f"the message carries more than {MAX_OBSERVATIONS} OBX results; send a "
+                    "patient's results in several messages",
+                    "102",
+                    f"OBX^{MAX_OBSERVATIONS + 1}",
+                    header,
+                )
+            if _count(segment, 5) > 1:
+                raise Rejected(
+                    f"OBX {len(observations) + 1}: OBX-5 repeats ({_text(message, segment, 5)!r} "
+                    "and more); a result is one value, send each in its own OBX",
+                    "102",
+                    f"OBX^{len(observations) + 1}^5",
+                    header,
+                )
             observations.append(
                 _observation(
                     message, segment, len(observations) + 1, record_number, order, order_time
