@@ -4,8 +4,8 @@
 - a body larger than `AIHP_MAX_BODY_BYTES` (`AIHP_MAX_BUNDLE_BYTES` for a FHIR Bundle at
   `POST /fhir`): 413, from the `Content-Length` alone when it is given, else as soon as the
   streamed body passes the limit (nothing larger is ever buffered);
-- JSON nested deeper than `AIHP_MAX_JSON_DEPTH`, or with the non-standard `NaN` and
-  `Infinity` literals that Python's parser would accept: 400.
+- JSON nested deeper than `AIHP_MAX_JSON_DEPTH`, with the non-standard `NaN` and
+  `Infinity` literals that Python's parser would accept, or an object naming a key twice: 400.
 
 `LastResort` turns any error no handler answered into a 500 with a fixed sentence and an
 error id; the log names only the error's type, where it was raised and that id, never its
@@ -134,16 +134,38 @@ def json_shape_problem(body: bytes, max_depth: int) -> str | None:
     bare = _STRING.sub(b'""', body)
     if _NON_FINITE.search(bare):
         return "numbers must be finite: NaN and Infinity are not JSON"
-    if bare.count(b"[") + bare.count(b"{") <= max_depth:
-        return None
-    depth = 0
-    for bracket in _BRACKET.finditer(bare):
-        if bracket.group() in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                return f"the JSON is nested deeper than {max_depth} levels"
-        else:
-            depth -= 1
+    if bare.count(b"[") + bare.count(b"{") > max_depth:
+        depth = 0
+        for bracket in _BRACKET.finditer(bare):
+            if bracket.group() in (b"[", b"{"):
+                depth += 1
+                if depth > max_depth:
+                    return f"the JSON is nested deeper than {max_depth} levels"
+            else:
+                depth -= 1
+    return _repeated_key(body)
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _repeated_key(body: bytes) -> str | None:
+    """An object naming a key twice: parsers disagree on which value wins (a proxy may check
+    the first, the route would act on the last), so neither is taken."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [key for key, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise _RepeatedKey(next(k for k in keys if keys.count(k) > 1))
+        return dict(pairs)
+
+    try:
+        json.loads(body, object_pairs_hook=unique)
+    except _RepeatedKey as repeated:
+        return f"an object names the key {str(repeated)[:64]!r} twice"
+    except ValueError:
+        return None  # not JSON: the route's own parser answers that
     return None
 
 

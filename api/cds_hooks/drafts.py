@@ -49,6 +49,9 @@ TIMING_CODES = {
 }
 ROUTES = {"26643006": "oral", "47625008": "iv"}
 ROUTE_WORDS = {"oral": "oral", "by mouth": "oral", "po": "oral", "intravenous": "iv", "iv": "iv"}
+#: Draft orders one request may carry (an order-sign has a handful; each is judged and may be
+#: rehearsed, so thousands would hold a worker for many seconds).
+MAX_DRAFTS = 100
 MAX_MG_PER_DAY = (
     1_000_000.0  # anything above is no dose at all (the pathway's ceilings are far lower)
 )
@@ -62,6 +65,8 @@ def medication_requests(bundle: Any, where: str) -> list[tuple[str, dict[str, An
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise InvalidInput(f"{where}.entry must be a list")
+    if len(entries) > MAX_DRAFTS:
+        raise InvalidInput(f"{where} holds {len(entries)} entries; at most {MAX_DRAFTS} a request")
     found = []
     for index, entry in enumerate(entries):
         resource = entry.get("resource") if isinstance(entry, dict) else None

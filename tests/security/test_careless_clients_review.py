@@ -18,7 +18,15 @@ import pytest
 
 from lab_feed.mllp import END_BLOCK, START_BLOCK, MllpFrames, frame
 from lab_feed.oru import MAX_OBSERVATIONS
-from tests.api.conftest import app, callers, client, clock, uow_factory  # noqa: F401
+from tests.api.conftest import (  # noqa: F401
+    ENROLMENT,
+    app,
+    callers,
+    client,
+    clock,
+    uow_factory,
+)
+from tests.api.test_cds_hooks import _audit
 from tests.lab_feed.conftest import (  # noqa: F401
     database_url,
     enrol_north,
@@ -109,3 +117,78 @@ def test_a_frame_fed_a_byte_at_a_time_is_cut_whole():
     assert found == [message, b"MSH|2"] and not frames.pending
     assert frames.feed(START_BLOCK + b"MSH") == [] and frames.pending
     assert frames.feed(b"|3" + END_BLOCK[:1]) == [] and frames.feed(END_BLOCK[1:]) == [b"MSH|3"]
+
+
+SIGN = "/cds-services/aih-order-sign"
+PREDNISOLONE = {
+    "resourceType": "MedicationRequest",
+    "medicationCodeableConcept": {"text": "prednisolone"},
+    "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 30, "unit": "mg"}}]}],
+}
+
+
+def _sign(patient_id: str, drafts: list) -> dict:
+    return {
+        "hook": "order-sign",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {
+            "patientId": patient_id,
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": d} for d in drafts]},
+        },
+    }
+
+
+def _with_dose(value, **timing) -> dict:
+    instruction = {"doseAndRate": [{"doseQuantity": {"value": value, "unit": "mg"}}]}
+    if timing:
+        instruction["timing"] = {"repeat": timing}
+    return {**PREDNISOLONE, "dosageInstruction": [instruction]}
+
+
+@pytest.fixture
+def ehr_patient(client, callers, uow_factory) -> tuple[dict, str]:
+    callers.add(uow_factory, "ehr", "ehr", "north")
+    enrolled = client.post("/patients", json=ENROLMENT, headers=callers["clinician"])
+    assert enrolled.status_code == 201, enrolled.text
+    return callers["ehr"], enrolled.json()["patient_id"]
+
+
+@pytest.mark.parametrize(
+    ("drafts", "reason"),
+    [
+        ([PREDNISOLONE] * 101, "at most 100"),
+        ([_with_dose(1e308)], "not a plausible daily dose"),
+        ([_with_dose(-0.0)], "must be above 0"),
+        ([_with_dose(10, frequency=1e300)], "not a plausible daily dose"),
+        ([_with_dose(10, period=1e-300)], "not a plausible daily dose"),
+        ([_with_dose("10")], "finite number"),
+        ([_with_dose(10, frequency=2, periodUnit="fortnight")], "periodUnit"),
+    ],
+    ids=["101 drafts", "1e308", "-0", "frequency 1e300", "period 1e-300", "text", "unit"],
+)
+def test_absurd_cds_requests_are_a_400_with_the_reason_and_no_review(
+    client, ehr_patient, uow_factory, drafts, reason
+):
+    headers, patient_id = ehr_patient
+
+    answer = client.post(SIGN, json=_sign(patient_id, drafts), headers=headers)
+
+    assert answer.status_code == 400 and reason in answer.json()["detail"], answer.text
+    assert _audit(uow_factory, "order_reviewed") == []
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        (SIGN, b'{"hook": "order-sign", "hook": "order-select", "context": {}}'),
+        ("/patients", b'{"site": "north", "site": "south"}'),
+    ],
+)
+def test_a_json_object_naming_a_key_twice_is_refused_at_the_edge(client, ehr_patient, path, raw):
+    """Parsers disagree on which of two values wins; neither is taken."""
+    headers, _ = ehr_patient
+
+    answer = client.post(path, content=raw, headers={**headers, "content-type": "application/json"})
+
+    assert answer.status_code == 400, answer.text
+    assert "names the key" in answer.json()["detail"] and "twice" in answer.json()["detail"]
