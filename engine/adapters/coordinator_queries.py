@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, sel
 from sqlalchemy.orm import Session
 
 from engine.adapters.access_tables import users
-from engine.adapters.orm import patients
+from engine.adapters.orm import milestones, patients
 from engine.adapters.reminder_tables import coordinator_items as items
 
 #: The listings a coordinator can open: live work, their own claims, snoozed, completed.
@@ -204,3 +204,25 @@ def people_named(session: Session, actors: Iterable[str | None]) -> dict[str, st
         return {}
     rows = session.execute(select(users.c.id, users.c.name).where(users.c.id.in_(sorted(ids))))
     return {f"user:{user_id}": name for user_id, name in rows}
+
+
+def work_closed_since(session: Session, milestone_row_id: str, item_id: str) -> str | None:
+    """Why the work an item stands for is no longer open, or None: its milestone has closed
+    (done, cancelled) or a later live item of the same milestone replaced it (an escalation).
+    What the system would have closed, had the item been live, does not come back by an undo."""
+    status = session.execute(
+        select(milestones.c.status).where(milestones.c.id == milestone_row_id)
+    ).scalar_one_or_none()
+    if status is not None and status != "pending":
+        return f"its milestone has since been {status}"
+    later = session.execute(
+        select(items.c.id)
+        .where(
+            items.c.milestone_row_id == milestone_row_id,
+            items.c.id != item_id,
+            items.c.kind == "escalation",
+            items.c.status.in_(("open", "claimed", "snoozed")),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+    return "an escalation of its milestone is in the queue now" if later else None

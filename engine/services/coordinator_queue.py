@@ -32,6 +32,7 @@ from engine.adapters.coordinator_queries import (
     item_page,
     people_named,
     queue_counts,
+    work_closed_since,
 )
 from engine.domain.errors import ConcurrencyConflict, InvalidInput, UnknownWorkItem
 from engine.domain.model import AuditRecord
@@ -285,6 +286,11 @@ def undo_item(uow: SqlAlchemyUnitOfWork, actor: str, item_id: str, **scope: Any)
                 raise InvalidInput("only who completed an item can undo it")
             if item.closed_at.date() != now.date():
                 raise InvalidInput("a completion can be undone on the day it was made only")
+            gone = item.milestone_row_id and work_closed_since(
+                uow.session, item.milestone_row_id, item.id
+            )
+            if gone:
+                raise InvalidInput(f"the completion stands: {gone}, so nothing is left to do")
             item.status = "claimed" if item.claimed_by else "open"
             item.closed_at = item.closed_by = item.outcome = item.note = None
             undone.append("item_completion_undone")
