@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from engine.services import clinical_display as show
+
 View = Callable[[Console, Any], None]
 #: Columns holding ids: printed whole, never wrapped or cut.
 ID_COLUMNS = {"id", "patient_id", "record_id", "user_id", "token_id"}
@@ -25,8 +27,8 @@ def cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # never 1.23457e+06: a lab value keeps its digits
+        return show.trimmed(value, 6)
     if isinstance(value, datetime):
         return f"{value:%Y-%m-%d %H:%M}"
     if isinstance(value, str):

@@ -154,19 +154,13 @@ def table_rows(series: dict[str, Any]) -> list[tuple[datetime, str, str, str]]:
 
 
 def amount(dose: dict[str, Any]) -> str:
-    """A dose step's amount as written on the chart and in the table."""
-    route = "IV " if dose.get("route") == "iv" else ""
-    if dose["mg_per_day"]:
-        return f"{route}{dose['mg_per_day']:g} mg/day"
-    if dose.get("mg_per_kg_day") is not None:
-        return f"{route}{dose['mg_per_kg_day']:g} mg/kg/day"
-    return "dose not recorded"
+    """A dose step's amount as written on the chart and in the table (the service's words)."""
+    return dose["shown"]
 
 
 def lab_value(code: str, point: dict[str, Any]) -> str:
     """A lab result with its multiple of the ULN, as the table and the point's title say it."""
-    unit = f" {point['unit']}" if point.get("unit") else ""
-    return f"{point['value']:g}{unit} = {point['x_uln']:.1f}x ULN"
+    return f"{point['shown']} = {point['x_uln']:.1f}x ULN"
 
 
 def lab_scale(labs: dict[str, list[dict[str, Any]]]) -> tuple[float, float, list[float]]:

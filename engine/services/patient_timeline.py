@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from engine.services import clinical_display as show
 from engine.services.catalogue import care_pathway
 
 #: Labs drawn as multiples of their upper limit of normal.
@@ -48,6 +49,7 @@ def timeline_series(
                 "mg_per_day": o["mg_per_day"],
                 "mg_per_kg_day": o["mg_per_kg_day"],
                 "route": o.get("route"),
+                "shown": _dose_shown(care, o),
                 "start": _t(o["ordered_at"]),
                 "end": _t(o["ended_at"]) if o["ended_at"] else now,
             }
@@ -59,6 +61,7 @@ def timeline_series(
                     "at": _t(lab["taken_at"]),
                     "value": lab["value"],
                     "unit": lab["unit"],
+                    "shown": show.quantity(lab["value"], lab["unit"], _precision(care, code)),
                     "x_uln": lab["value"] / uln,
                 }
                 for lab in history["labs"]
@@ -90,6 +93,23 @@ def timeline_series(
             if r["purpose"] == "escalate" and r["status"] in ("sent", "failed")
         ],
     }
+
+
+def _precision(care: Any, code: str) -> int | None:
+    """The lab's precision in the pathway data (decimals as the laboratory reports it)."""
+    definition = care.pathway.labs.get(code)
+    return definition.precision if definition else None
+
+
+def _dose_shown(care: Any, order: dict[str, Any]) -> str:
+    """A dose step as the clinic writes it (the drug's precision, the route when IV)."""
+    precision = care.pathway.drugs.get(order["drug"], {}).get("dose", {}).get("precision", 1)
+    route = "IV " if order.get("route") == "iv" else ""
+    if order["mg_per_day"]:
+        return route + show.dose(order["mg_per_day"], "mg_per_day", precision)
+    if order.get("mg_per_kg_day") is not None:
+        return route + show.dose(order["mg_per_kg_day"], "mg_per_kg_day")
+    return "dose not recorded"
 
 
 def _bands(

@@ -169,3 +169,11 @@ def test_the_demo_logs_progress_prints_runnable_commands_and_is_reused(tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "reusing" in again.stdout and "simulating" not in again.stderr
     assert re.search(r"aihp status [0-9a-f]{32}$", again.stdout, re.M)
+
+
+def test_numbers_in_tables_keep_their_digits_never_exponents():
+    from engine.cli_views import cell
+
+    assert cell(1234567.0) == "1234567"
+    assert cell(26.990000000000002) == "26.99"
+    assert cell(float("nan")) == "not a number"

@@ -232,7 +232,8 @@ def test_the_table_has_one_row_per_mark_with_the_values_of_the_chart():
     assert kinds.count("dose") == 3 and kinds.count("lab") == 2 and kinds.count("state") == 3
     values = {(r.find("th").text, r.findall("td")[1].text) for r in rows}
     uln = care_pathway().limits.uln("ALT", "north")
-    assert ("ALT", f"400 U/L = {400 / uln:.1f}x ULN") in values
+    # the lab's precision from the pathway data, as on the lab table of the patient page
+    assert ("ALT", f"400.0 U/L = {400 / uln:.1f}x ULN") in values
     assert ("prednisolone", "30 mg/day until 01 Mar 2026") in values
     assert ("azathioprine", "50 mg/day until now") in values
     titles = [c.find(f"{SVG}title").text for c in _svg(series).iter(f"{SVG}circle")]
@@ -272,3 +273,25 @@ def test_a_patient_with_no_history_yet_still_gets_a_timeline():
     assert series["drugs"] == []
     assert _svg(series).get("role") == "img"
     assert len(ET.fromstring(timeline_table(series)).findall("tbody/tr")) == 1
+
+
+def test_lab_values_and_doses_are_written_at_the_pathways_precision_not_as_floats():
+    """IgG 26.995000000000001 g/L is 27.00 g/L (precision 2, half up); a million U/L is never
+    1e+06; a dose of 78.15 mg/day is written at the drug's precision, as the header does."""
+    status, history = _views()
+    lab = dict(history["labs"][0])
+    history["labs"] = [
+        {**lab, "code": "IgG", "value": 26.995000000000001, "unit": "g/L"},
+        {**lab, "code": "ALT", "value": 1234567.0, "unit": "U/L"},
+    ]
+    history["orders"] = [{**history["orders"][0], "mg_per_day": 7.499999999999999}]
+    series = timeline_series(status, history, NOW)
+    values = {
+        r.findall("td")[1].text
+        for r in ET.fromstring(timeline_table(series)).iter("tr")
+        if r.findall("td")
+    }
+    assert any(v.startswith("27.00 g/L = ") for v in values), values
+    assert any(v.startswith("1234567.0 U/L = ") for v in values), values
+    assert not any("e+" in v or "99999" in v for v in values), values
+    assert any(v.startswith("7.5 mg/day until") for v in values), values
