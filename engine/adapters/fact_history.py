@@ -11,7 +11,8 @@ from engine.adapters.orm import audit_log
 
 
 def last_fact_changes(session: Session, patient_id: str) -> dict[str, datetime]:
-    """Fact name -> the time of its latest recorded change (audit time, UTC)."""
+    """Fact name -> when its latest recorded change happened: the clinical time the change
+    carries (the event's or the result's), else the audit time (UTC)."""
     rows = session.execute(
         select(audit_log.c.at, audit_log.c.detail)
         .where(audit_log.c.patient_id == patient_id)
@@ -22,5 +23,13 @@ def last_fact_changes(session: Session, patient_id: str) -> dict[str, datetime]:
     for at, detail in rows:
         fact = (detail or {}).get("fact")
         if isinstance(fact, str):
-            found[fact] = at
+            found[fact] = _clinical_time(detail.get("at")) or at
     return found
+
+
+def _clinical_time(text: object) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

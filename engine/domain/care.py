@@ -234,6 +234,7 @@ class CarePathway(OrderSafety, MilestoneSchedule):
                         actor,
                         f"{result.code} result {result.text or result.value}",
                         spec["rules"],
+                        result.taken_at,
                     )
 
     def _facts_as_of_latest_events(
@@ -288,7 +289,8 @@ class CarePathway(OrderSafety, MilestoneSchedule):
                     patient.state,
                     because,
                     tuple(rules),
-                    {"fact": name, "from": before, "to": value},
+                    # when it became true clinically (an event's or a result's time)
+                    {"fact": name, "from": before, "to": value, "at": (at or now).isoformat()},
                 )
             )
 

@@ -72,24 +72,15 @@ def _facts(
     patient: Patient, care: CarePathway, changed: dict[str, datetime]
 ) -> list[dict[str, Any]]:
     """The facts the data shows in the header, each with its value in words and since when:
-    the latest clinical event that set it, else its latest recorded change, else enrolment."""
+    the clinical time of the change that gave it its value (the event's or the result's,
+    whichever came last), else enrolment."""
     pathway = care.pathway
-    event_dates: dict[str, datetime] = {}
-    for event in sorted(patient.clinical_events, key=lambda e: e.occurred_at):
-        definition = pathway.events.get(event.kind)
-        if definition is None:
-            continue
-        for fact in [
-            *definition.sets,
-            *(f for f in definition.sets_from_fields if f in event.data),
-        ]:
-            event_dates[fact] = event.occurred_at
     shown = []
     for name, spec in pathway.facts.items():
         if not spec.get("show_in_header"):
             continue
         value = patient.facts.get(name)
-        since = event_dates.get(name) or changed.get(name)
+        since = changed.get(name)
         if since is None and value is not None:
             since = patient.enrolled_at
         text = show.yes_no(value)

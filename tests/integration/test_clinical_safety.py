@@ -268,4 +268,9 @@ def test_weight_change_is_a_dated_event_kept_as_history(uow_factory, patient):
     assert order["mg_per_day"] == 82 and order["given_as"] == "mg_per_kg_day"
     assert status["state"] == "acute_severe"
     changes = rows(uow_factory, audit_log, patient_id=patient, action="patient_fact_changed")
-    assert any(c["detail"] == {"fact": "weight_kg", "from": 70.0, "to": 82} for c in changes)
+    assert any(
+        {k: c["detail"][k] for k in ("fact", "from", "to")}
+        == {"fact": "weight_kg", "from": 70.0, "to": 82}
+        and c["detail"]["at"]  # when the weight was taken (the event's time)
+        for c in changes
+    )
