@@ -26,6 +26,7 @@ from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.domain.patient_names import search_key
 from engine.services.access_policy import Principal, listing_scope
+from engine.services.catalogue import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 SEARCH_PAGE_MAX = 100
@@ -66,6 +67,7 @@ def list_patients(
     `state` matches a state and its sub-states (`induction` finds `induction.prednisolone`).
     """
     conditions = []
+    state = _state(state)
     if site:
         conditions.append(patients.c.site == site)
     if state:
@@ -135,10 +137,10 @@ def search_patients(
     criteria = PatientFilter(
         name_words=tuple(search_key(_text(name, "name", 128)).split())[:6],
         external_id=_text(external_id, "external_id", 64),
-        birth_date=_birth_date(birth_date),
+        birth_date=_birth_date(birth_date, uow.clock.now().date()),
         site=scope.site,
         clinician=principal.name if mine else _text(clinician, "clinician", 64),
-        state=_text(state, "state", 64),
+        state=_state(state),
     )
     if not 1 <= limit <= SEARCH_PAGE_MAX:
         raise InvalidInput(f"limit must be between 1 and {SEARCH_PAGE_MAX}")
@@ -204,7 +206,17 @@ def _text(value: str | None, field: str, max_length: int) -> str | None:
     return one_line(value, field, max_length) or None
 
 
-def _birth_date(value: date | str | None) -> date | None:
+def _state(value: str | None) -> str | None:
+    """A state (or stage) of the pathway: a misspelt one is refused, never an empty page."""
+    state = _text(value, "state", 64)
+    states = care_pathway().pathway.states
+    if state is not None and state not in states:
+        stages = ", ".join(s for s in states if "." not in s)
+        raise InvalidInput(f"state {state!r} is not one of the pathway's; stages are {stages}")
+    return state
+
+
+def _birth_date(value: date | str | None, today: date) -> date | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -214,6 +226,8 @@ def _birth_date(value: date | str | None) -> date | None:
             raise InvalidInput("birth_date must be a date, YYYY-MM-DD") from None
     if value < EARLIEST_BIRTH:
         raise InvalidInput(f"birth_date must be on or after {EARLIEST_BIRTH.isoformat()}")
+    if value > today:
+        raise InvalidInput("birth_date is in the future")
     return value
 
 

@@ -192,3 +192,21 @@ def test_a_json_object_naming_a_key_twice_is_refused_at_the_edge(client, ehr_pat
 
     assert answer.status_code == 400, answer.text
     assert "names the key" in answer.json()["detail"] and "twice" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ({"state": "inductoin"}, "is not one of the pathway's"),
+        ({"birth_date": "9999-12-31"}, "in the future"),
+        ({"birth_date": "0001-01-01"}, "on or after"),
+        ({"name": "\u202eAda"}, "one line"),
+    ],
+    ids=["misspelt state", "year 9999", "year 0001", "bidi override"],
+)
+def test_a_search_that_cannot_match_is_refused_not_answered_with_an_empty_page(
+    client, callers, query, reason
+):
+    answer = client.get("/patients", params=query, headers=callers["clinician"])
+
+    assert answer.status_code == 422 and reason in answer.json()["detail"], answer.text
