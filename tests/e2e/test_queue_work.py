@@ -162,7 +162,8 @@ def test_days_overdue_match_the_database_and_counts_match_the_listings(login, de
     assert counts["overdue"] >= 1
     page.locator('a[data-queue="overdue"]').click()
     expect(page.locator('a[data-queue="overdue"]')).to_have_attribute("aria-current", "page")
-    expect(page.locator("caption")).to_contain_text(f"Overdue, not escalated: {counts['overdue']} item")
+    caption = f"Overdue, not escalated: {counts['overdue']} item"
+    expect(page.locator("caption")).to_contain_text(caption)
     today = datetime.now(UTC).date()
     rows = page.locator("tr[data-item]")
     days_seen: set[int] = set()
