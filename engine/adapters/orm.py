@@ -133,6 +133,7 @@ lab_results = Table(
     Column("taken_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Index("ix_lab_results_patient", "patient_id", "code", "taken_at"),
+    Index("ix_lab_results_taken_at", "taken_at", "id"),  # a site's results newest first
 )
 
 clinical_events = Table(

@@ -7,20 +7,24 @@ interaction and search parameter it declares answers on the running app.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from fastapi.routing import iter_route_contexts
 from fhirpy import SyncFHIRClient
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 
 from api.fhir.search_params import date_bounds
-from engine.adapters.orm import audit_log
+from engine.adapters.database import make_engine, session_factory
+from engine.adapters.migrate import upgrade
+from engine.adapters.observation_search import ObservationFilter, find_observations
+from engine.adapters.orm import audit_log, lab_results, patients
 from engine.clock import ManualClock
 from tests.api.fhir_resources import fhir_body, quantity, transaction
 from tests.api.test_fhir import served  # noqa: F401  (the uvicorn fixture)
+from tests.integration.test_coordinator_queue_plans import _nodes, _plans
 
 ALT, IGG, BILI = "1742-6", "2465-3", "1975-2"
 LOINC = "http://loinc.org"
@@ -370,3 +374,65 @@ def test_the_capability_statement_declares_only_what_answers(client, callers, wo
     assert ("Observation", "date", "searchset") in answered
     if absent:
         pytest.skip(f"declared but not yet routed (search-type): {', '.join(absent)}")
+
+
+# ---- the plan on PostgreSQL ----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_sites_search_reads_its_pages_in_index_order_without_a_sort(postgres_url):
+    """PostgreSQL walks ix_lab_results_taken_at backwards for a site's first and later pages
+    (sequential scans, bitmap scans and sorts made expensive, as in the queue plans' test)."""
+    engine = make_engine(postgres_url)
+    upgrade(postgres_url)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    people = [
+        {
+            "id": f"p{i:04d}",
+            "site": ("north", "south")[i % 2],
+            "clinician": "dr-a",
+            "birth_date": start.date().replace(year=1970),
+            "sex": "F",
+            "weight_kg": 60.0,
+            "pathway_key": "aih@1.0.0",
+            "state": "screening",
+            "enrolled_at": start,
+            "updated_at": start,
+            "version": 1,
+        }
+        for i in range(400)
+    ]
+    labs = [
+        {
+            "id": f"l{i:05d}",
+            "patient_id": f"p{i % 400:04d}",
+            "code": ("ALT", "IGG")[i % 2],
+            "value": 50.0,
+            "unit": "U/L",
+            "reported_value": "50",
+            "source": "fhir",
+            "taken_at": start + timedelta(minutes=7 * i),
+            "recorded_at": start,
+        }
+        for i in range(4000)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(patients), people)
+        conn.execute(insert(lab_results), labs)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE lab_results, patients"))
+    criteria = ObservationFilter(site="north", codes=frozenset({"ALT"}))
+    with session_factory(engine)() as session:
+        first, after = find_observations(session, criteria, after=None, limit=5)
+    assert len(first) == 5 and after is not None
+    for position in (None, after):
+        (plan,) = _plans(
+            engine, lambda s, p=position: find_observations(s, criteria, after=p, limit=5)
+        )
+        nodes = _nodes(plan)
+        assert not {"Sort", "Incremental Sort"} & {n["Node Type"] for n in nodes}, nodes
+        scans = [n for n in nodes if n.get("Relation Name") == "lab_results"]
+        assert [(n["Node Type"], n.get("Index Name")) for n in scans] == [
+            ("Index Scan", "ix_lab_results_taken_at")
+        ], scans
+    engine.dispose()
