@@ -49,7 +49,7 @@ def timeline_series(
                 "mg_per_day": o["mg_per_day"],
                 "mg_per_kg_day": o["mg_per_kg_day"],
                 "route": o.get("route"),
-                "shown": _dose_shown(care, o),
+                "shown": dose_shown(care, o),
                 "start": _t(o["ordered_at"]),
                 "end": _t(o["ended_at"]) if o["ended_at"] else now,
             }
@@ -101,7 +101,7 @@ def _precision(care: Any, code: str) -> int | None:
     return definition.precision if definition else None
 
 
-def _dose_shown(care: Any, order: dict[str, Any]) -> str:
+def dose_shown(care: Any, order: dict[str, Any]) -> str:
     """A dose step as the clinic writes it (the drug's precision, the route when IV)."""
     precision = care.pathway.drugs.get(order["drug"], {}).get("dose", {}).get("precision", 1)
     route = "IV " if order.get("route") == "iv" else ""

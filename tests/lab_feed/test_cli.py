@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,10 @@ def aihp(monkeypatch, database_url):
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
         try:
-            return CliRunner().invoke(app, ["hl7", *args])
+            # in a thread of its own: the browser tests' Playwright keeps an event loop running
+            # in this one, and `aihp hl7 listen` starts its own with asyncio.run
+            with ThreadPoolExecutor(1) as thread:
+                return thread.submit(CliRunner().invoke, app, ["hl7", *args]).result()
         finally:
             get_settings.cache_clear()
 

@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from api.pages.timeline import timeline_svg
 from engine.adapters.orm import lab_results
+from engine.services.catalogue import care_pathway
+from engine.services.patient_timeline import dose_shown
 from tests.api.fhir_resources import quantity, transaction
 
 BILIRUBIN, ALT = "1975-2", "1742-6"
@@ -279,6 +281,7 @@ def test_the_timeline_of_an_order_recorded_without_a_dose_is_drawn():
         "start": start,
         "end": end,
     }
+    dose["shown"] = dose_shown(care_pathway(), dose)
     series = {"start": start, "end": end, "bands": [], "doses": [dose], "labs": {}}
     series.update({"escalations": [], "reminders_sent": [], "milestones": []})
     series.update({"drugs": ["prednisolone"], "drug_classes": {}})
