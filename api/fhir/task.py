@@ -27,7 +27,7 @@ from api.fhir.outcome import FhirError
 from api.fhir.routing import answer, base_url, new_router, reference_id, searchset
 from api.fhir.terminology import MILESTONES, RULES, TASK_KINDS
 from engine.services import fhir_reads
-from engine.services.access_policy import enforce
+from engine.services.access_policy import enforce, queue_scope
 from engine.services.coordinator_queue import MAX_PAGE, coordinator_queue
 
 router = new_router()
@@ -74,7 +74,7 @@ def search(
         ]
     else:  # the live queue: the policy's queue readers only, as in `GET /queues`
         enforce(principal, "queue.read")
-        listing = coordinator_queue(uow(), principal.actor, limit=count, site_scope=principal.site)
+        listing = coordinator_queue(uow(), principal.actor, limit=count, **queue_scope(principal))
         tasks = [item_task(i) for i in listing["items"]]
     tasks = [t for t in tasks if wanted is None or t["status"] in wanted][:count]
     return answer(searchset(base_url(request), tasks))

@@ -124,12 +124,6 @@ def test_a_clinician_sees_only_their_own_patients_items_on_the_api_page_and_cli(
     assert completed.exit_code == 0 and json.loads(completed.output)["view"] == "completed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: GET /fhir/Task without a patient lists every clinician's items to a "
-    "clinician (api/fhir/task.py passes site_scope only; the fix: coordinator_queue(..., "
-    "**queue_scope(principal))); api/fhir is another helper's",
-)
 def test_a_clinician_sees_only_their_own_patients_items_as_fhir_tasks(
     client, two_clinicians, uow_factory
 ):
