@@ -114,7 +114,9 @@ def coordinator_queue(
             {row[k] for row in rows for k in ("claimed_by", "closed_by", "snoozed_by")},
         )
         listing = {
-            "items": [_item_view(row, now, actor, names) for row in rows],
+            "items": _offer_undo_where_it_holds(
+                uow, [_item_view(row, now, actor, names) for row in rows]
+            ),
             "total": total,
             "counts": {name: counts.get(name, 0) for name in QUEUES},
             "mine": mine,
@@ -433,6 +435,18 @@ def _held_by_actor_or_nobody(item: CoordinatorItem, actor: str) -> None:
 def _columns(item: CoordinatorItem) -> dict[str, Any]:
     fields = (*CoordinatorItem.__dataclass_fields__, "outcome", "snoozed_by")
     return {name: getattr(item, name, None) for name in fields}
+
+
+def _offer_undo_where_it_holds(
+    uow: SqlAlchemyUnitOfWork, views: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """No Undo is offered for a completion whose work has since closed (the check the undo
+    itself makes), so the page never shows a button that can only be refused."""
+    for view in views:
+        row_id = view.get("milestone_row_id")
+        if view["undoable"] and view["status"] == "completed" and row_id:
+            view["undoable"] = work_closed_since(uow.session, row_id, view["id"]) is None
+    return views
 
 
 def _item_view(
