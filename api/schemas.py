@@ -1,7 +1,7 @@
 """Request and response models of the native JSON API (separate from the database tables).
 
-Responses mirror the service layer's views (`engine/services/views.py`) field for field, so the
-OpenAPI document describes exactly what is sent.
+Responses mirror the service layer's views (`engine/services/patient_views.py`) field for
+field, so the OpenAPI document describes exactly what is sent.
 """
 
 from __future__ import annotations

@@ -470,7 +470,7 @@ class Table:
 def postgres_server() -> Any:
     """A PostgreSQL server from the test support (private, or AIHP_TEST_POSTGRES_URL), or None."""
     try:
-        from tests.support.services import PostgresServer, ServiceError
+        from tests.support.servers import PostgresServer, ServiceError
     except ImportError as problem:  # the test support package is not importable here
         note(f"PostgreSQL skipped: {problem}")
         return None

@@ -75,7 +75,7 @@ from engine.domain.care import new_patient
 from engine.domain.errors import ConcurrencyConflict
 from engine.domain.model import LabResult, Patient, new_id
 from engine.services import patients as service
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

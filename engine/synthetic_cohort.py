@@ -40,7 +40,7 @@ from engine.clock import ManualClock
 from engine.domain.durations import parse_duration
 from engine.domain.errors import DomainError, HardBlock
 from engine.services import patients as service
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 UnitOfWorkFactory = Callable[[], SqlAlchemyUnitOfWork]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from engine.clock import Clock
 from engine.services import audit_trail
 from engine.services.access_policy import Forbidden, Principal, Resource, enforce
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.lab_messages import (
     MessageKey,
     MessageOutcome,

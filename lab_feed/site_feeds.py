@@ -35,7 +35,7 @@ import yaml
 from engine.adapters.pathway_files import PATHWAY_DIR
 from engine.config import get_settings
 from engine.domain.errors import DomainError
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 
 LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

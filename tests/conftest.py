@@ -1,6 +1,6 @@
 """Session-wide fixtures for the real backing services (PostgreSQL and Redis).
 
-The servers are started once per test session by :mod:`tests.support.services`;
+The servers are started once per test session by :mod:`tests.support.servers`;
 each test gets an empty database / flushed Redis through ``postgres_url`` / ``redis_url``.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.services import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer
 from tests.support.smtp_sink import SmtpSink
 
 

@@ -44,7 +44,7 @@ from api.schemas import LabRequest
 from engine.domain.errors import UnknownPatient
 from engine.services import fhir_reads
 from engine.services import patients as service
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.patient_directory import patient_ref
 
 router = new_router()

@@ -36,7 +36,7 @@ from api.fhir.search_params import date_bounds, page_size, search_links, search_
 from api.fhir.terminology import LOINC
 from engine.domain.errors import InvalidInput
 from engine.services import fhir_reads
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 
 router = new_router()
 

@@ -39,7 +39,7 @@ from engine.adapters.orm import (
 from engine.adapters.reminder_tables import coordinator_items
 from engine.domain.care import new_patient
 from engine.domain.model import Patient
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 START_OF_TODAY = datetime.combine(NOW.date(), day_time(), UTC)

@@ -93,7 +93,7 @@ def main(options: Options) -> int:
         f"{sizes.due:,} due reminders; not-yet-due rows: {SMALL_FUTURE:,} (small) vs "
         f"{sizes.future:,} (big); dispatch interval {INTERVAL_S:.0f} s"
     )
-    from tests.support.services import PostgresServer, RedisServer, free_port
+    from tests.support.servers import PostgresServer, RedisServer, free_port
 
     procs = Procs()
     workdir = Path(tempfile.mkdtemp(prefix="aihp-bench-dispatch-"))

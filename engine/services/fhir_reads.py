@@ -31,9 +31,9 @@ from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.domain.reminders import CoordinatorItem
 from engine.services.access_policy import in_scope
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
+from engine.services.patient_views import milestone_view
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
-from engine.services.views import milestone_view
 
 _DEMOGRAPHICS = (
     "id",

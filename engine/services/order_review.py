@@ -28,7 +28,7 @@ from engine.domain.errors import DomainError, InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord, Patient
 from engine.domain.order_safety import DraftOrder, OrderReview, drug_for_code
 from engine.services.access_policy import Principal, Resource, enforce
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.patient_directory import PatientRef, patient_ref
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 

@@ -26,7 +26,7 @@ from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.domain.patient_names import search_key
 from engine.services.access_policy import Principal, listing_scope
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 SEARCH_PAGE_MAX = 100

@@ -19,7 +19,7 @@ from engine.domain.errors import DomainError
 from engine.domain.model import AuditRecord, Patient
 from engine.domain.order_safety import DraftOrder
 from engine.services import clinical_display as show
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.services import clinical_display as show
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 
 #: Labs drawn as multiples of their upper limit of normal.
 ULN_LABS = ("ALT", "AST", "IgG")

@@ -23,9 +23,9 @@ from engine.domain.errors import (
 )
 from engine.domain.facts import checked_facts
 from engine.domain.model import AuditRecord, Patient
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
+from engine.services.patient_views import history_view, outcome_view, status_view
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
-from engine.services.views import history_view, outcome_view, status_view
 
 
 def enrol_patient(

@@ -38,7 +38,7 @@ from engine.notifications.compose import (
     ReminderNotice,
     compose_reminder,
 )
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome
 
 from api.fhir.terminology import MILESTONES, RULES
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from tests.api.conftest import ROLES
 from tests.api.fhir_resources import fhir_body, patient, quantity, serology, transaction
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from engine.adapters.delivery_journal import KEEP_SECONDS, ProcessJournal, RedisJournal
-from tests.support.services import free_port
+from tests.support.servers import free_port
 
 
 def test_an_email_one_worker_journalled_is_known_to_every_other(redis_url, redis_server):

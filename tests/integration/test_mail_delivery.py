@@ -20,7 +20,7 @@ from engine.adapters.mail import (
     mailer_from_settings,
 )
 from engine.config import Settings
-from tests.support.services import free_port
+from tests.support.servers import free_port
 from tests.support.smtp_sink import SmtpSink
 
 REPO = Path(__file__).resolve().parents[2]

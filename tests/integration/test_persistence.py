@@ -77,7 +77,7 @@ def test_second_writer_on_a_stale_copy_gets_a_conflict_and_writes_nothing(
     before = row_counts(database_url)
     first, second = uow_factory(), uow_factory()
     with first, second:
-        from engine.services.catalogue import care_pathway
+        from engine.services.care_pathways import care_pathway
 
         care = care_pathway()
         mine, theirs = first.patients.get(patient_id), second.patients.get(patient_id)

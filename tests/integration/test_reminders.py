@@ -37,7 +37,7 @@ from engine.services.reminders import (
     deliver_reminder_batch,
 )
 from tests.integration.baseline import record_baseline
-from tests.support.services import free_port
+from tests.support.servers import free_port
 
 POLICY = DeliveryPolicy(lease_seconds=60, max_attempts=3, retry_base_seconds=30)
 

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from tests.support.services import PostgresServer, RedisServer, free_port
+from tests.support.servers import PostgresServer, RedisServer, free_port
 
 
 @pytest.mark.postgres

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from lab_feed.oru import read_oru
 from lab_feed.results import lab_item
 from lab_feed.site_feeds import InvalidSiteFeed, load_site_feeds

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from engine.adapters.orm import audit_log
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from tests.api.conftest import (  # noqa: F401  (fixtures)
     app,
     callers,

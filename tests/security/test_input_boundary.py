@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from api.pages.timeline import timeline_svg
 from engine.adapters.orm import lab_results
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.patient_timeline import dose_shown
 from tests.api.fhir_resources import quantity, transaction
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.services import _parent_death_signal, _tail
+from tests.support.servers import _parent_death_signal, _tail
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 MESSAGE_DOMAIN = "chaos.aih-pathways.test"

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.support.services import HOST, free_port
+from tests.support.servers import HOST, free_port
 
 
 class SmtpSink:

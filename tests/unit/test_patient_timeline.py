@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.pages.timeline import table_rows, timeline_figure, timeline_svg, timeline_table
-from engine.services.catalogue import care_pathway
+from engine.services.care_pathways import care_pathway
 from engine.services.patient_timeline import timeline_series
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
