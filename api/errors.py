@@ -63,21 +63,37 @@ class PreconditionFailed(DomainError):
     code = "precondition-failed"
 
 
-STATUS: list[tuple[type[DomainError], int, str]] = [
-    (NotAuthenticated, 401, "Not authenticated"),
-    (Forbidden, 403, "Forbidden"),
-    (UnknownPatient, 404, "Unknown patient"),
-    (UnknownWorkItem, 404, "Unknown work item"),
-    (UnknownUser, 404, "Not found"),
-    (NotFound, 404, "Not found"),
-    (HardBlock, 422, "Refused by a safety rule"),
-    (PreconditionFailed, 412, "Precondition failed"),
-    (ConcurrencyConflict, 409, "Conflict"),
-    (EventNotAllowed, 409, "Not allowed in the current state"),
-    (UnknownCode, 422, "Unknown code"),
-    (InvalidInput, 422, "Invalid input"),
-    (DomainError, 422, "Refused"),
+#: Every domain error, the most specific class first: its HTTP status, the problem's title
+#: (native API and pages) and the FHIR issue type (OperationOutcome). One table for every
+#: surface, so an error answers with the same status wherever it is raised.
+STATUS: list[tuple[type[DomainError], int, str, str]] = [
+    (NotAuthenticated, 401, "Not authenticated", "login"),
+    (Forbidden, 403, "Forbidden", "forbidden"),
+    (UnknownPatient, 404, "Unknown patient", "not-found"),
+    (UnknownWorkItem, 404, "Unknown work item", "not-found"),
+    (UnknownUser, 404, "Not found", "not-found"),
+    (NotFound, 404, "Not found", "not-found"),
+    (HardBlock, 422, "Refused by a safety rule", "business-rule"),
+    (PreconditionFailed, 412, "Precondition failed", "conflict"),
+    (ConcurrencyConflict, 409, "Conflict", "conflict"),
+    (EventNotAllowed, 409, "Not allowed in the current state", "business-rule"),
+    (UnknownCode, 422, "Unknown code", "code-invalid"),
+    (InvalidInput, 422, "Invalid input", "invalid"),
+    (DomainError, 422, "Refused", "processing"),
 ]
+
+
+def status_of(error: DomainError) -> tuple[int, str, str]:
+    """(HTTP status, problem title, FHIR issue type) of a domain error, from STATUS."""
+    return next((s, t, c) for cls, s, t, c in STATUS if isinstance(error, cls))
+
+
+def status_of_code(error_code: str) -> tuple[int, str, str]:
+    """The same for a refusal known only by its error code (an item of a batch answer)."""
+    return next(
+        ((s, t, c) for cls, s, t, c in STATUS if cls.code == error_code),
+        (422, "Refused", "processing"),
+    )
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -105,7 +121,7 @@ def problem(
 
 def domain_problem(error: DomainError) -> JSONResponse:
     """The problem for a domain error, by the most specific class in STATUS."""
-    status, title = next((s, t) for cls, s, t in STATUS if isinstance(error, cls))
+    status, title, _ = status_of(error)
     extra: dict[str, Any] = {}
     if isinstance(error, HardBlock):
         extra = {

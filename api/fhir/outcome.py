@@ -21,19 +21,13 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.errors import Forbidden, PreconditionFailed
+from api.errors import status_of, status_of_code
 from api.fhir.terminology import RULES
 from engine.domain.errors import (
-    ConcurrencyConflict,
     DomainError,
-    EventNotAllowed,
     HardBlock,
     InvalidInput,
-    UnknownCode,
-    UnknownPatient,
-    UnknownWorkItem,
 )
-from engine.services.access import NotAuthenticated, UnknownUser
 
 
 class FhirError(Exception):
@@ -49,23 +43,6 @@ class FhirError(Exception):
         super().__init__(diagnostics)
         self.diagnostics, self.status, self.code = diagnostics, status, code
         self.expression = expression  # the offending element (FHIRPath), when one is named
-
-
-#: Domain errors by the most specific class first: (class, HTTP status, issue code).
-DOMAIN: list[tuple[type[DomainError], int, str]] = [
-    (NotAuthenticated, 401, "login"),
-    (Forbidden, 403, "forbidden"),
-    (UnknownPatient, 404, "not-found"),
-    (UnknownWorkItem, 404, "not-found"),
-    (UnknownUser, 404, "not-found"),
-    (HardBlock, 422, "business-rule"),
-    (PreconditionFailed, 412, "conflict"),
-    (ConcurrencyConflict, 409, "conflict"),
-    (EventNotAllowed, 409, "business-rule"),
-    (UnknownCode, 422, "code-invalid"),
-    (InvalidInput, 422, "invalid"),
-    (DomainError, 422, "processing"),
-]
 
 
 def operation_outcome(
@@ -93,7 +70,7 @@ def outcome_for(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
         outcome = operation_outcome(error.diagnostics, error.code, expression=error.expression)
         return error.status, outcome, {}
     if isinstance(error, DomainError):
-        status, code = next((s, c) for cls, s, c in DOMAIN if isinstance(error, cls))
+        status, _, code = status_of(error)
         if isinstance(error, InvalidInput) and "unit" in error.message:
             code = "value"
         rules = list(error.rule_ids) if isinstance(error, HardBlock) else []
@@ -120,9 +97,7 @@ INTERNAL = operation_outcome(
 
 def outcome_for_refusal(error_code: str, reason: str, rule_ids: list[str]) -> tuple[int, dict]:
     """(HTTP status, OperationOutcome) for one refused item of a batch, by its error code."""
-    status, code = next(
-        ((s, c) for cls, s, c in DOMAIN if cls.code == error_code), (422, "processing")
-    )
+    status, _, code = status_of_code(error_code)
     if error_code == InvalidInput.code and "unit" in reason:
         code = "value"
     return status, operation_outcome(reason, code, rule_ids=rule_ids)

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from api.boundary import LastResort
-from api.errors import STATUS
+from api.errors import status_of
 from api.pages import login, outbox, pathway, patient, patients, queues
 from api.pages.session import (
     COOKIE,
@@ -67,7 +67,7 @@ def install(app: FastAPI) -> None:
     @pages.exception_handler(DomainError)
     async def _domain(request: Request, error: DomainError) -> HTMLResponse:
         await run_in_threadpool(audit_if_refused, request, error, "pages")
-        status = next(s for cls, s, _ in STATUS if isinstance(error, cls))
+        status = status_of(error)[0]
         return render(request, "error.html", {"status": status, "message": error.message}, status)
 
     pages.add_middleware(LastResort)  # an error of a page never reaches the server's log

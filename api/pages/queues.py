@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.errors import STATUS
+from api.errors import status_of
 from api.pages.session import (
     Form,
     QueueTakeOver,
@@ -177,7 +177,7 @@ def _change(
     except UnknownWorkItem:
         raise
     except DomainError as refused:
-        status = next(s for cls, s, _ in STATUS if isinstance(refused, cls))
+        status = status_of(refused)[0]
         return _panel_or_page(
             request, principal, filters, None, error=refused.message, status=status
         )
