@@ -102,3 +102,41 @@ def find_patients(
     last = page[-1] if more and page else None
     position = (last.family_name_key, last.given_name_key, last.id) if last else None
     return [{name: row._mapping[name] for name in COLUMNS} for row in page], position, total
+
+
+def patient_site_and_version(session: Session, patient_id: str) -> Any:
+    """(id, site, version) of one patient, or None."""
+    return session.execute(
+        select(patients.c.id, patients.c.site, patients.c.version).where(
+            patients.c.id == patient_id
+        )
+    ).first()
+
+
+def patients_by_enrolment(
+    session: Session, *, site: str | None, state: str | None, limit: int, offset: int
+) -> tuple[int, list[Any]]:
+    """(total, one page) of patients at `site` in `state` or its sub-states, newest enrolment
+    first (the plain listing without search criteria)."""
+    conditions = []
+    if site:
+        conditions.append(patients.c.site == site)
+    if state:
+        conditions.append(or_(patients.c.state == state, patients.c.state.startswith(f"{state}.")))
+    total = session.scalar(select(func.count()).select_from(patients).where(*conditions))
+    rows = session.execute(
+        select(
+            patients.c.id,
+            patients.c.site,
+            patients.c.clinician,
+            patients.c.state,
+            patients.c.pathway_key,
+            patients.c.enrolled_at,
+            patients.c.version,
+        )
+        .where(*conditions)
+        .order_by(patients.c.enrolled_at.desc(), patients.c.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return total or 0, rows

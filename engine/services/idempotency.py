@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.adapters.access_tables import idempotency_keys
+from engine.adapters.idempotency_store import drop_key, find_key, insert_key, store_answer
 from engine.domain.errors import ConcurrencyConflict, InvalidInput
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
@@ -38,25 +37,14 @@ def reserve(
         raise InvalidInput("Idempotency-Key must be 1 to 128 characters")
     with uow:
         try:
-            uow.session.execute(
-                insert(idempotency_keys).values(
-                    principal=principal,
-                    key=key,
-                    method=method,
-                    path=path[:300],
-                    body_hash=body_hash,
-                    created_at=uow.clock.now(),
-                )
+            insert_key(
+                uow.session, principal, key, method, path[:300], body_hash, uow.clock.now()
             )
             uow.session.commit()
             return None
         except IntegrityError:
             uow.session.rollback()
-        row = uow.session.execute(
-            select(idempotency_keys).where(
-                idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
-            )
-        ).first()
+        row = find_key(uow.session, principal, key)
     if row is None:  # the first attempt failed and released the key meanwhile
         raise ConcurrencyConflict("a request with this Idempotency-Key is in progress; retry")
     if (row.method, row.path, row.body_hash) != (method, path[:300], body_hash):
@@ -69,20 +57,12 @@ def reserve(
 def complete(uow: SqlAlchemyUnitOfWork, principal: str, key: str, status: int, body: Any) -> None:
     """Store the answer to replay for the key."""
     with uow:
-        uow.session.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
-            .values(status=status, response=body)
-        )
+        store_answer(uow.session, principal, key, status, body)
         uow.session.commit()
 
 
 def release(uow: SqlAlchemyUnitOfWork, principal: str, key: str) -> None:
     """Drop a reservation whose work failed, so the client may retry with the same key."""
     with uow:
-        uow.session.execute(
-            delete(idempotency_keys).where(
-                idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
-            )
-        )
+        drop_key(uow.session, principal, key)
         uow.session.commit()

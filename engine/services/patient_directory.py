@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, or_, select
-
-from engine.adapters.orm import patients
-from engine.adapters.patient_search import PatientFilter, Position, find_patients
+from engine.adapters.patient_search import (
+    PatientFilter,
+    Position,
+    find_patients,
+    patient_site_and_version,
+    patients_by_enrolment,
+)
 from engine.domain.clinical_text import one_line
 from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
@@ -43,11 +46,7 @@ class PatientRef:
 def patient_ref(uow: SqlAlchemyUnitOfWork, patient_id: str) -> PatientRef:
     """The patient's site and current version, or UnknownPatient."""
     with uow:
-        row = uow.session.execute(
-            select(patients.c.id, patients.c.site, patients.c.version).where(
-                patients.c.id == patient_id
-            )
-        ).first()
+        row = patient_site_and_version(uow.session, patient_id)
     if row is None:
         raise UnknownPatient(f"no patient with id {patient_id!r}")
     return PatientRef(row.id, row.site, row.version)
@@ -66,34 +65,16 @@ def list_patients(
 
     `state` matches a state and its sub-states (`induction` finds `induction.prednisolone`).
     """
-    conditions = []
     state = _state(state)
-    if site:
-        conditions.append(patients.c.site == site)
-    if state:
-        conditions.append(or_(patients.c.state == state, patients.c.state.startswith(f"{state}.")))
     with uow:
-        total = uow.session.scalar(select(func.count()).select_from(patients).where(*conditions))
-        rows = uow.session.execute(
-            select(
-                patients.c.id,
-                patients.c.site,
-                patients.c.clinician,
-                patients.c.state,
-                patients.c.pathway_key,
-                patients.c.enrolled_at,
-                patients.c.version,
-            )
-            .where(*conditions)
-            .order_by(patients.c.enrolled_at.desc(), patients.c.id)
-            .limit(limit)
-            .offset(offset)
-        ).all()
+        total, rows = patients_by_enrolment(
+            uow.session, site=site, state=state, limit=limit, offset=offset
+        )
         now = uow.clock.now()
         filters = {"site": site, "state": state, "limit": limit, "offset": offset}
         uow.record_only([AuditRecord(now, actor, "patient_list", None, detail=filters)])
     return {
-        "total": total or 0,
+        "total": total,
         "limit": limit,
         "offset": offset,
         "items": [
