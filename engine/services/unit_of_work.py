@@ -9,6 +9,10 @@ transaction, and turns a lost optimistic-locking race (or SQLite's writer lock) 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import flag_modified
@@ -19,8 +23,48 @@ from engine.adapters.repository import SqlAuditLog, SqlPatientRepository
 from engine.clock import Clock, SystemClock
 from engine.domain.errors import ConcurrencyConflict
 from engine.domain.events import DomainEvent
-from engine.domain.model import AuditRecord
+from engine.domain.model import AuditRecord, Patient
 from engine.services import message_bus
+
+
+class PatientRepository(Protocol):
+    """Where patients (the aggregate) are loaded and added; what the unit of work tracks."""
+
+    seen: dict[str, Patient]
+    added: set[str]
+
+    def add(self, patient: Patient) -> None: ...
+    def get(self, patient_id: str) -> Patient: ...
+    def for_care(self, patient_id: str) -> Patient: ...
+    def many_for_care(self, patient_ids: Iterable[str]) -> dict[str, Patient]: ...
+    def with_due_reviews(
+        self, now: datetime, milestone_ids: list[str], limit: int
+    ) -> list[str]: ...
+
+
+class AuditLog(Protocol):
+    """The append-only audit trail."""
+
+    def append(self, records: Iterable[AuditRecord]) -> None: ...
+    def for_patient(self, patient_id: str, limit: int = 500) -> list[dict[str, Any]]: ...
+
+
+class UnitOfWork(Protocol):
+    """What a use case needs of its transaction: the patients, the audit trail, the reminders
+    and the clock; `commit()` hands the patients' events to the message bus. The write side's
+    services are typed on this; `SqlAlchemyUnitOfWork` is the real one, tests have fakes."""
+
+    patients: PatientRepository
+    audit: AuditLog
+    reminders: Any
+    clock: Clock
+    events_handled: list[DomainEvent]
+
+    def __enter__(self) -> UnitOfWork: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def record_only(self, records: list[AuditRecord]) -> None: ...
 
 
 class SqlAlchemyUnitOfWork:
