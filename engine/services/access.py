@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
-
-from engine.adapters.access_tables import api_tokens, users
+from engine.adapters.access_store import SqlAccessStore
+from engine.adapters.login_store import SqlLoginStore
 from engine.domain.errors import DomainError, InvalidInput
 from engine.domain.model import AuditRecord, new_id
 from engine.services.access_policy import ROLES, Principal, Resource, enforce
@@ -87,7 +86,8 @@ def create_user(
         password_policy = password_policy or SignInPolicy()
         check_password(name, password, password_policy)
     with uow:
-        if uow.session.execute(select(users.c.id).where(users.c.name == name)).first():
+        store = SqlAccessStore(uow.session)
+        if store.name_taken(name):
             raise InvalidInput(f"a user named {name!r} already exists")
         now = uow.clock.now()
         row = {"id": new_id(), "name": name, "role": role, "site": site, "active": True}
@@ -95,23 +95,21 @@ def create_user(
         if password is not None:
             hashed = hash_password(password, password_policy)
             stored = {"password_hash": hashed, "password_set_at": now}
-        uow.session.execute(insert(users).values(**row, **stored, created_at=now))
+        store.add_user({**row, **stored, "created_at": now})
         detail = {**_public(row), "password": bool(stored)}
         uow.audit.append([AuditRecord(now, actor, "user_created", None, detail=detail)])
-        uow.session.commit()
-        return {**_public(row), "created_at": now}
+        created = {**_public(row), "created_at": now}
+        uow.commit(lambda: created)  # an Idempotency-Key is stored with it
+        return created
 
 
 def list_users(uow: SqlAlchemyUnitOfWork, by: Principal | None = None) -> list[dict[str, Any]]:
     """Every user the caller manages (a site admin: its site's), oldest first."""
-    query = select(users).order_by(users.c.created_at, users.c.id)
     if by is not None:
         enforce(by, "user.list")
-        if by.site is not None:
-            query = query.where(users.c.site == by.site)
     with uow:
-        rows = uow.session.execute(query)
-        return [{**_public(dict(r._mapping)), "created_at": r.created_at} for r in rows]
+        rows = SqlAccessStore(uow.session).users(by.site if by is not None else None)
+        return [{**_public(row), "created_at": row["created_at"]} for row in rows]
 
 
 def list_tokens(
@@ -119,8 +117,6 @@ def list_tokens(
 ) -> list[dict[str, Any]]:
     """The API tokens of one user (by id or name) or of everyone the caller manages: when
     issued, until when, and whether revoked (never the token, never its hash)."""
-    from engine.adapters.login_store import SqlLoginStore
-
     with uow:
         store = SqlLoginStore(uow.session)
         owner = None
@@ -147,9 +143,8 @@ def issue_token(
     if not 1 <= days <= 3650:
         raise InvalidInput("days must be between 1 and 3650")
     with uow:
-        found = uow.session.execute(
-            select(users).where(or_(users.c.id == user, users.c.name == user))
-        ).first()
+        store = SqlAccessStore(uow.session)
+        found = store.user(user, or_name=True)
         if found is None or not found.active:
             raise UnknownUser(f"no active user {user!r}")
         may_manage(by, "token.issue", found, user)
@@ -162,7 +157,7 @@ def issue_token(
             "created_at": now,
             "expires_at": now + timedelta(days=days),
         }
-        uow.session.execute(insert(api_tokens).values(**row))
+        store.add_token(row)
         uow.audit.append(
             [AuditRecord(now, actor, "token_issued", None, detail={"token_id": row["id"]})]
         )
@@ -180,26 +175,24 @@ def revoke_token(
 ) -> dict[str, Any]:
     """Revoke a token now (revoking twice keeps the first time); `user_id` must own it if given."""
     with uow:
-        row = uow.session.execute(select(api_tokens).where(api_tokens.c.id == token_id)).first()
-        if row is None or (user_id is not None and row.user_id != user_id):
+        store = SqlAccessStore(uow.session)
+        row = store.token(token_id)
+        if row is None or (user_id is not None and row["user_id"] != user_id):
             raise UnknownUser(f"no token {token_id!r}")
-        owner = uow.session.execute(select(users).where(users.c.id == row.user_id)).one()
-        may_manage(by, "token.revoke", owner, token_id)
+        may_manage(by, "token.revoke", store.user(row["user_id"]), token_id)
         now = uow.clock.now()
-        revoked_at = row.revoked_at or now
-        if row.revoked_at is None:
-            uow.session.execute(
-                update(api_tokens).where(api_tokens.c.id == token_id).values(revoked_at=now)
-            )
+        revoked_at = row["revoked_at"] or now
+        if row["revoked_at"] is None:
+            store.revoke_token(token_id, now)
             uow.audit.append(
                 [AuditRecord(now, actor, "token_revoked", None, detail={"token_id": token_id})]
             )
             uow.session.commit()
             from engine.services.sign_in import forget_sessions
 
-            forget_tokens(row.token_hash)  # the token is refused at once in this process
+            forget_tokens(row["token_hash"])  # the token is refused at once in this process
             forget_sessions()  # sessions opened with this token end now in this process
-        return _token_view({**row._mapping, "revoked_at": revoked_at})
+        return _token_view({**row, "revoked_at": revoked_at})
 
 
 def authenticate(uow: SqlAlchemyUnitOfWork, token: str | None) -> Principal:
@@ -215,15 +208,7 @@ def authenticate(uow: SqlAlchemyUnitOfWork, token: str | None) -> Principal:
             raise NotAuthenticated("the token is unknown, expired or revoked")
         return principal
     with uow:
-        row = uow.session.execute(
-            select(users.c.id, users.c.name, users.c.role, users.c.site, api_tokens.c.expires_at)
-            .join(api_tokens, api_tokens.c.user_id == users.c.id)
-            .where(
-                api_tokens.c.token_hash == key,
-                api_tokens.c.revoked_at.is_(None),
-                users.c.active.is_(True),
-            )
-        ).first()
+        row = SqlAccessStore(uow.session).holder(key)
         if row is None or _expired(row.expires_at, uow.clock.now()):
             forget_tokens(key)
             raise NotAuthenticated("the token is unknown, expired or revoked")
