@@ -9,6 +9,9 @@ Expiry is still checked against the clock on every call.
 Creating users and issuing or revoking tokens is audited like any other change. When an admin
 does it (`by`), the access policy decides: a site admin manages only its own site's users;
 `by=None` is the operator at the command line.
+
+Typed on `SqlAlchemyUnitOfWork`: users and tokens are rows, not patients, read and written
+through engine/adapters/access_store.py in the unit of work's session.
 """
 
 from __future__ import annotations

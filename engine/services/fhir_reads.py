@@ -8,6 +8,9 @@ and nothing is audited for them.
 `search_lab_results` (the FHIR Observation search) pages through recorded results newest first
 by an opaque cursor, never an offset; each search is audited as one `observation_search` line
 naming the caller, the patient searched (if any) and the criteria, never a value.
+
+Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to the queries of
+engine/adapters/fhir_read_queries.py and observation_search.py.
 """
 
 from __future__ import annotations
@@ -17,43 +20,19 @@ import binascii
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
+from engine.adapters import fhir_read_queries
 from engine.adapters.observation_search import (
     ObservationFilter,
     Position,
     count_observations,
     find_observations,
 )
-from engine.adapters.orm import lab_results, patients
-from engine.adapters.reminder_tables import coordinator_items
 from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
-from engine.domain.reminders import CoordinatorItem
 from engine.services.access_policy import in_scope
 from engine.services.care_pathways import care_pathway
 from engine.services.patient_views import milestone_view
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
-
-_DEMOGRAPHICS = (
-    "id",
-    "external_id",
-    "site",
-    "clinician",
-    "given_name",
-    "family_name",
-    "birth_date",
-    "sex",
-    "weight_kg",
-    "email",
-    "phone",
-    "facts",
-    "pathway_key",
-    "state",
-    "enrolled_at",
-    "updated_at",
-    "version",
-)
 
 
 def patient_record(
@@ -61,10 +40,8 @@ def patient_record(
 ) -> dict[str, Any]:
     """Demographics, contact, weight, facts and pathway position (audited read)."""
     with uow:
-        row = uow.session.execute(
-            select(*(patients.c[name] for name in _DEMOGRAPHICS)).where(patients.c.id == patient_id)
-        ).first()
-        record = _scoped(row._asdict() if row else None, patient_id, site_scope)
+        found = fhir_read_queries.demographics(uow.session, patient_id)
+        record = _scoped(found, patient_id, site_scope)
         _audit_read(uow, actor, patient_id, "fhir-patient")
         return record
 
@@ -110,13 +87,9 @@ def patient_tasks(
 ) -> dict[str, Any]:
     """The patient's reminders and coordinator work items, oldest due first (audited read)."""
     with uow:
-        site = uow.session.scalar(select(patients.c.site).where(patients.c.id == patient_id))
+        site = fhir_read_queries.site_of(uow.session, patient_id)
         _scoped({"site": site} if site else None, patient_id, site_scope)
-        items = uow.session.scalars(
-            select(CoordinatorItem)
-            .where(coordinator_items.c.patient_id == patient_id)
-            .order_by(coordinator_items.c.due_at, coordinator_items.c.id)
-        )
+        items = fhir_read_queries.work_items(uow.session, patient_id)
         tasks = {
             "reminders": [_columns(r) for r in uow.reminders.for_patient(patient_id)],
             "items": [_columns(i) for i in items],
@@ -141,12 +114,7 @@ def lab_records(uow: SqlAlchemyUnitOfWork, record_ids: list[str]) -> list[dict[s
     """Recorded lab results by id, as stored (converted value, reported value); not audited:
     for answering the write that created them."""
     with uow:
-        rows = uow.session.execute(
-            select(lab_results, patients.c.site, patients.c.pathway_key)
-            .join(patients, patients.c.id == lab_results.c.patient_id)
-            .where(lab_results.c.id.in_(record_ids))
-        )
-        by_id = {row.id: row._asdict() for row in rows}
+        by_id = fhir_read_queries.lab_rows(uow.session, record_ids)
     return [by_id[i] for i in record_ids if i in by_id]
 
 
@@ -178,7 +146,7 @@ def search_lab_results(
     with uow:
         visible = True
         if patient_id is not None:
-            site = uow.session.scalar(select(patients.c.site).where(patients.c.id == patient_id))
+            site = fhir_read_queries.site_of(uow.session, patient_id)
             visible = site is not None and in_scope(site_scope, site)
         criteria = ObservationFilter(patient_id, site_scope, codes, taken_from, taken_before)
         empty = not visible or codes == frozenset()
@@ -231,10 +199,7 @@ def patient_sites(uow: SqlAlchemyUnitOfWork, patient_ids: list[str]) -> dict[str
     """The site of each known patient id (for scoping a batch before it is applied)."""
     wanted = sorted({pid for pid in patient_ids if pid})
     with uow:
-        rows = uow.session.execute(
-            select(patients.c.id, patients.c.site).where(patients.c.id.in_(wanted))
-        )
-        return {row.id: row.site for row in rows}
+        return fhir_read_queries.sites_of(uow.session, wanted)
 
 
 def _scoped(
