@@ -8,6 +8,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends graphviz \
     && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY engine ./engine
+COPY cli ./cli
 COPY workers ./workers
 COPY api ./api
 COPY lab_feed ./lab_feed

@@ -1,6 +1,6 @@
 """`aihp` commands for the care team: clinicians, coordinator queues, reminder dispatch, workers.
 
-Registered on the main `aihp` app by engine/cli.py; every command calls the service layer.
+Registered on the main `aihp` app by cli/main.py; every command calls the service layer.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.console import Actor, actor_default, err, out, run_service
 from engine.bootstrap import unit_of_work_factory
-from engine.cli_common import Actor, actor_default, err, out, run_service
 from engine.config import get_settings
 from engine.domain.errors import UnknownWorkItem
 from engine.services import access, access_policy, audit_trail, care_team, coordinator_queue

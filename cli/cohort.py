@@ -2,7 +2,7 @@
 virtual clock, and the demo built on it (seeded once and reused, the care team, demo logins,
 then the API and pages with the in-process reminder dispatcher).
 
-Registered on the main `aihp` app by engine/cli.py. Progress is a bar on a terminal and a line
+Registered on the main `aihp` app by cli/main.py. Progress is a bar on a terminal and a line
 every few seconds otherwise (a log, a pipe, CI). The demo binds its port before any work, so a
 port in use stops it before anything is seeded or dispatched.
 """
@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.console import err, listening_socket, out, serve
 from engine.bootstrap import unit_of_work_factory
-from engine.cli_common import err, listening_socket, out, serve
 from engine.config import get_settings
 
 #: Seconds between progress lines when the output is not a terminal.
@@ -376,8 +376,8 @@ def demo_settings(
 
 def _demo_team(settings):
     """Clinicians with emails, one login per role, one dispatch round (queues and outbox)."""
+    from cli.demo_team import create_demo_logins, dispatch_round, register_cohort_clinicians
     from engine.adapters.mail import mailer_from_settings
-    from engine.demo_team import create_demo_logins, dispatch_round, register_cohort_clinicians
     from engine.services.reminders import DeliveryPolicy
     from engine.services.sign_in import SignInPolicy
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cli.tables import View
 from engine.bootstrap import unit_of_work_factory
-from engine.cli_views import View
 from engine.domain.errors import DomainError, HardBlock
 
 #: Wide enough for tables with whole ids when the output is a file or a pipe (a terminal's own

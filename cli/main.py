@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from engine import cli_views as views
-from engine.cli_common import (
+from cli import tables
+from cli.console import (
     Actor,
     AsJson,
     actor_default,
@@ -99,7 +99,7 @@ def pathway_verify(
     pathway: Annotated[Path | None, typer.Option(help="Pathway file (default: aih).")] = None,
 ) -> None:
     """Model-check the pathway: explore bounded input sequences and report findings."""
-    from engine.cli_verify import run_verify
+    from cli.verify import run_verify
 
     run_verify(pathway, depth, max_sequences)
 
@@ -204,7 +204,7 @@ def status(patient_id: str, actor: Actor = "", as_json: AsJson = False) -> None:
         service.patient_status,
         actor or actor_default(),
         patient_id,
-        view=views.status_view,
+        view=tables.status_view,
         as_json=as_json,
     )
 
@@ -216,7 +216,7 @@ def history(patient_id: str, actor: Actor = "", as_json: AsJson = False) -> None
         service.patient_history,
         actor or actor_default(),
         patient_id,
-        view=views.history_view,
+        view=tables.history_view,
         as_json=as_json,
     )
 
@@ -235,7 +235,7 @@ def what_if(
         actor or actor_default(),
         patient_id,
         kind=kind,
-        view=views.what_if_view,
+        view=tables.what_if_view,
         as_json=as_json,
         **_pairs(given),
     )
@@ -311,7 +311,7 @@ def user_list(as_json: AsJson = False) -> None:
     """Every user: name, role, site, whether active (a table; --json for scripts)."""
     from engine.services import access
 
-    run_service(access.list_users, view=views.users_view, as_json=as_json)
+    run_service(access.list_users, view=tables.users_view, as_json=as_json)
 
 
 @token_app.command("list")
@@ -322,7 +322,7 @@ def token_list(
     """API tokens: whose, issued, expiring, revoked (never the tokens themselves)."""
     from engine.services import access
 
-    run_service(access.list_tokens, user, view=views.tokens_view, as_json=as_json)
+    run_service(access.list_tokens, user, view=tables.tokens_view, as_json=as_json)
 
 
 @token_app.command("create")
@@ -352,10 +352,10 @@ def api(
 
 
 # Care-team, cohort and demo commands live in their own modules (they import the helpers above).
-from engine import cli_care_team, cli_cohort  # noqa: E402
+from cli import care_team, cohort  # noqa: E402
 
-cli_care_team.register(app)
-cli_cohort.register(app)
+care_team.register(app)
+cohort.register(app)
 
 from lab_feed.cli import app as hl7_app  # noqa: E402
 

@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from engine.cli_common import err, out
+from cli.console import err, out
 from engine.domain.errors import DomainError
 from engine.domain.pathway import Pathway
 from engine.domain.pathway_exploration import ExplorationBounds

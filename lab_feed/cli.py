@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cli.console import err, out
 from engine.bootstrap import unit_of_work_factory
-from engine.cli_common import err, out
 from engine.clock import SystemClock
 from engine.config import get_settings
 from engine.domain.errors import DomainError

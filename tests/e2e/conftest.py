@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from cli.demo_team import DEMO_USERS, dispatch_round
 from engine.bootstrap import UnitOfWorkFactory, unit_of_work_factory
 from engine.clock import ManualClock
 from engine.config import Settings
-from engine.demo_team import DEMO_USERS, dispatch_round
 from engine.services import access
 from engine.services.patients import enrol_patient, record_clinical_event
 from engine.services.reminders import DeliveryPolicy

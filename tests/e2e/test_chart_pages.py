@@ -11,10 +11,10 @@ import pytest
 from playwright.sync_api import expect
 
 from api.pages.timeline import amount, table_rows
+from cli.demo_team import dispatch_round
 from engine.adapters.mail import mailer_from_settings
 from engine.bootstrap import unit_of_work_factory
 from engine.clock import ManualClock
-from engine.demo_team import dispatch_round
 from engine.services.audit_trail import audit_entries
 from engine.services.outbox import outbox
 from engine.services.patient_directory import list_patients

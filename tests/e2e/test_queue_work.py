@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 from playwright.sync_api import Page, expect
 
+from cli.demo_team import dispatch_round
 from engine.adapters.mail import mailer_from_settings
 from engine.bootstrap import unit_of_work_factory
 from engine.clock import ManualClock
-from engine.demo_team import dispatch_round
 from engine.domain.reminders import QUEUES, CoordinatorItem
 from engine.services.coordinator_queue import coordinator_queue
 from engine.services.patients import enrol_patient, patient_history, record_clinical_event

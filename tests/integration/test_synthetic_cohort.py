@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from engine.adapters.database import create_schema, make_engine
 from engine.bootstrap import unit_of_work_factory
-from engine.cli import app
 from engine.clock import ManualClock
 from engine.synthetic_cohort import (
     DEFAULT_WEIGHTS,

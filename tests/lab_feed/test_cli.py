@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from cli.main import app
 from engine.config import get_settings
 from engine.services import access
 
@@ -46,7 +46,7 @@ def test_send_as_a_real_process_prints_each_ack_and_exits_0(port, enrol_north, l
     twice.write_text(EXAMPLE.read_text() * 2)  # the same message resent on one connection
 
     sent = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "hl7", "send", str(twice), "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "hl7", "send", str(twice), "--port", str(port)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -200,7 +200,7 @@ def test_every_surface_asks_the_policy_table_and_no_surface_keeps_role_lists():
 @pytest.fixture
 def cli(database_url, monkeypatch):
     """The `aihp` app on the test database (settings are read once per process: re-read)."""
-    from engine.cli import app
+    from cli.main import app
     from engine.config import get_settings
 
     monkeypatch.setenv("AIHP_DATABASE_URL", database_url)

@@ -159,7 +159,7 @@ def test_taken_at_of_year_one_is_a_4xx_on_fhir_too(client, callers, enrol):
 @pytest.fixture
 def cli(database_url, monkeypatch):
     """The `aihp` CLI on the test database."""
-    from engine.cli import app
+    from cli.main import app
     from engine.config import get_settings
 
     monkeypatch.setenv("AIHP_DATABASE_URL", database_url)

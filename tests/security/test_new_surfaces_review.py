@@ -88,7 +88,7 @@ def _items_of(uow_factory, patient_id: str) -> set[str]:
 def test_a_clinician_sees_only_their_own_patients_items_on_the_api_page_and_cli(
     client, two_clinicians, uow_factory, database_url, monkeypatch
 ):
-    from engine.cli import app as cli_app
+    from cli.main import app as cli_app
     from engine.config import get_settings
 
     callers, patients = two_clinicians.callers, two_clinicians.patients

@@ -88,7 +88,7 @@ def test_the_session_cookie_is_secure_by_default(database_url, callers):
 
 
 def test_the_demo_turns_the_secure_flag_off_for_plain_http(tmp_path):
-    from engine.cli_cohort import demo_settings as _demo_settings
+    from cli.cohort import demo_settings as _demo_settings
 
     settings = _demo_settings("sqlite://", tmp_path / "demo.db")
     assert settings.cookie_secure is False

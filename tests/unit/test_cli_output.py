@@ -30,7 +30,7 @@ PASSWORD = "a long enough passphrase"
 def aihp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run this checkout's `aihp` in a subprocess with output to pipes, as in a log or CI."""
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "120"},
         capture_output=True,
@@ -49,7 +49,7 @@ def url(tmp_path_factory) -> str:
 @pytest.fixture
 def cli(url, monkeypatch):
     """The `aihp` app in this process on the test database (output as in a pipe)."""
-    from engine.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("AIHP_DATABASE_URL", url)
     get_settings.cache_clear()
@@ -172,7 +172,7 @@ def test_the_demo_logs_progress_prints_runnable_commands_and_is_reused(tmp_path)
 
 
 def test_numbers_in_tables_keep_their_digits_never_exponents():
-    from engine.cli_views import cell
+    from cli.tables import cell
 
     assert cell(1234567.0) == "1234567"
     assert cell(26.990000000000002) == "26.99"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from engine.adapters.pathway_files import load_pathway_file
-from engine.cli import app
 from engine.domain.pathway_exploration import ExplorationBounds, exit_parts, per_lab
 from engine.domain.pathway_verification import VerificationReport, verify_pathway
 from tests.fixtures_domain import PATHWAY_FILE
