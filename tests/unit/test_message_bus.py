@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
-
 from engine.clock import ManualClock
 from engine.domain.events import MilestoneClosed, MilestoneOpened
 from engine.domain.model import Patient
@@ -17,37 +13,14 @@ from tests.fixtures_domain import (
     start_azathioprine,
     start_prednisolone,
 )
-
-
-@dataclass
-class FakeReminders:
-    added: list[Any] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-
-    def add(self, rows: Any) -> None:
-        self.added.extend(rows)
-
-    def cancel_for_milestones(self, ids: list[str], now: datetime, why: str) -> None:
-        self.cancelled.extend(ids)
-
-
-@dataclass
-class FakePatients:
-    seen: dict[str, Patient]
-
-
-class FakeUnitOfWork:
-    """What the handlers use of a unit of work: the seen patients, reminders, the clock."""
-
-    def __init__(self, patient: Patient, clock: Clock):
-        self.patients = FakePatients({patient.id: patient})
-        self.reminders = FakeReminders()
-        self.clock = ManualClock(clock.now)
-        self.events_handled = list(patient.events)
+from tests.unit.fakes import FakeUnitOfWork
 
 
 def _handled(patient: Patient, clock: Clock) -> FakeUnitOfWork:
-    uow = FakeUnitOfWork(patient, clock)
+    """The bus run over the patient's events, as a commit runs it."""
+    uow = FakeUnitOfWork(ManualClock(clock.now))
+    uow.patients.seen[patient.id] = patient
+    uow.events_handled = list(patient.events)
     message_bus.handle(uow.events_handled, uow)
     return uow
 
