@@ -2,7 +2,7 @@
 
 When no broker is configured, the app runs `EmbeddedDispatcher` beside the API: due reviews
 and due reminders are handled in-process on a timer (`AIHP_DISPATCH_INTERVAL_SECONDS`), mail
-goes to SMTP or the Maildir outbox. It starts with the app and stops with it.
+goes to SMTP or the local mailbox. It starts with the app and stops with it.
 """
 
 from __future__ import annotations

@@ -259,7 +259,7 @@ def demo(
         examples = _seed(path, url, patients, months, seed)
     _print_examples(examples, url)
     site_url = f"http://{host}:{port}/ui/"
-    settings = demo_settings(url, path, empty_outbox=not seeded, public_url=site_url[:-4])
+    settings = demo_settings(url, path, empty_mailbox=not seeded, public_url=site_url[:-4])
     logins = _demo_team(settings)
     out.print(f"\n[bold]Coordinator page:[/] {site_url}  (API: http://{host}:{port}/docs)")
     out.print("[bold]Demo logins[/] ([bold red]demo only[/]: new random passwords each start):")
@@ -353,20 +353,20 @@ def aihp_path() -> Path:
 
 
 def demo_settings(
-    url: str, path: Path, *, empty_outbox: bool = True, public_url: str | None = None
+    url: str, path: Path, *, empty_mailbox: bool = True, public_url: str | None = None
 ):
-    """The demo's settings: its database, a Maildir outbox beside it (emptied for a new
+    """The demo's settings: its database, a local mailbox beside it (emptied for a new
     cohort, kept when the database is reused), and where its pages are served (clinician
     emails link there)."""
     import shutil
 
-    outbox = path.parent / "demo-outbox"
-    if empty_outbox:
-        shutil.rmtree(outbox, ignore_errors=True)
+    mailbox = path.parent / "demo-mail"
+    if empty_mailbox:
+        shutil.rmtree(mailbox, ignore_errors=True)
     return get_settings().model_copy(
         update={
             "database_url": url,
-            "outbox_dir": outbox,
+            "mail_dir": mailbox,
             "broker_url": None,
             "cookie_secure": False,  # the demo is served over plain http on localhost
             "public_url": public_url or get_settings().public_url,
@@ -390,7 +390,7 @@ def _demo_team(settings):
     finally:
         mailer.close()
     done = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "nothing due"
-    out.print(f"\ndispatched the due reminders: {done} (mail in {settings.outbox_dir})")
+    out.print(f"\ndispatched the due reminders: {done} (mail in {settings.mail_dir})")
     return logins
 
 

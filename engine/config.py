@@ -5,13 +5,17 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Deployment settings. With none set: SQLite in ./var, no broker, mail to ./var/outbox."""
+    """Deployment settings. With none set: SQLite in ./var, no broker, mail to ./var/mail."""
 
-    model_config = SettingsConfigDict(env_prefix="AIHP_", env_file=".env", extra="ignore")
+    # populate_by_name: a field with an environment alias (mail_dir) is still set by its name.
+    model_config = SettingsConfigDict(
+        env_prefix="AIHP_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     database_url: str = "sqlite:///var/aihp.db"
     pathway_dir: Path | None = None
@@ -29,7 +33,11 @@ class Settings(BaseSettings):
     # Where people reach the pages (https://aihp.example.org): clinician emails link to the patient.
     public_url: str | None = None
     smtp_timeout_seconds: float = 10.0
-    outbox_dir: Path = Path("var/outbox")
+    # Without smtp_host, mail is written to this local mailbox (a Maildir a person can read).
+    # AIHP_OUTBOX_DIR, its former name, is still read for deployed configurations.
+    mail_dir: Path = Field(
+        Path("var/mail"), validation_alias=AliasChoices("AIHP_MAIL_DIR", "AIHP_OUTBOX_DIR")
+    )
     dispatch_interval_seconds: float = 30.0
     stale_claim_seconds: int = 60
     delivery_max_attempts: int = 5

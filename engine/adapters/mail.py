@@ -1,4 +1,4 @@
-"""Mail transport: SMTP when configured, else a local Maildir outbox a person can read.
+"""Mail transport: SMTP when configured, else a local mailbox (a Maildir) a person can read.
 
 Senders raise DeliveryError; `.permanent` tells the caller whether retrying can help
 (a refused recipient, a 5xx reply) or not yet (a 4xx reply, the server unreachable).
@@ -152,8 +152,8 @@ class SmtpMailer:
         self._connection = None
 
 
-class MaildirOutbox:
-    """The embedded default: each message becomes a file in a Maildir (`new/`).
+class LocalMailbox:
+    """The embedded default: each message becomes a file in a local Maildir (`new/`).
 
     The file is named after a hash of the Message-ID, so delivering the same reminder twice
     leaves one message; the hard link into `new/` makes that hold across processes too.
@@ -166,11 +166,11 @@ class MaildirOutbox:
 
     @staticmethod
     def key_for(message_id: str) -> str:
-        """The outbox file name (Maildir key) for a Message-ID."""
+        """The mailbox file name (Maildir key) for a Message-ID."""
         return hashlib.sha256(message_id.strip().encode()).hexdigest()[:40]
 
     def send(self, message: EmailMessage) -> None:
-        """Write `message` into the outbox unless one with its Message-ID is already there."""
+        """Write `message` into the mailbox unless one with its Message-ID is already there."""
         message_id = message["Message-ID"]
         if not message_id:
             raise DeliveryError("message has no Message-ID", permanent=True)
@@ -191,7 +191,7 @@ class MaildirOutbox:
             with contextlib.suppress(FileExistsError):
                 os.link(tmp, self.path / "new" / key)
         except OSError as exc:
-            reason = f"cannot write to outbox {self.path}: {exc}"
+            reason = f"cannot write to the local mailbox {self.path}: {exc}"
             raise DeliveryError(reason, permanent=False) from exc
         finally:
             tmp.unlink(missing_ok=True)
@@ -208,7 +208,7 @@ class MaildirOutbox:
 
 
 def mailer_from_settings(settings: Settings) -> Mailer:
-    """SMTP when `smtp_host` is set, else the Maildir outbox in `outbox_dir`."""
+    """SMTP when `smtp_host` is set, else the local mailbox in `mail_dir`."""
     if settings.smtp_host:
         return SmtpMailer(
             settings.smtp_host,
@@ -218,7 +218,7 @@ def mailer_from_settings(settings: Settings) -> Mailer:
             password=settings.smtp_password,
             timeout=settings.smtp_timeout_seconds,
         )
-    return MaildirOutbox(settings.outbox_dir)
+    return LocalMailbox(settings.mail_dir)
 
 
 def _describe(exc: BaseException) -> str:

@@ -101,8 +101,8 @@ def test_logging_out_ends_the_session(client, callers):
 def test_with_no_broker_the_app_runs_the_dispatcher_and_stops_it_on_shutdown(
     database_url, tmp_path
 ):
-    outbox = tmp_path / "not-yet" / "outbox"
-    app = create_app(Settings(database_url=database_url, broker_url=None, outbox_dir=outbox))
+    mail_dir = tmp_path / "not-yet" / "mail"
+    app = create_app(Settings(database_url=database_url, broker_url=None, mail_dir=mail_dir))
     with TestClient(app):
         dispatcher = app.state.dispatcher
         assert dispatcher._thread.is_alive()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.adapters.mail import MaildirOutbox
+from engine.adapters.mail import LocalMailbox
 from engine.services.coordinator_queue import coordinator_queue
 from engine.services.dispatch import dispatch_due_reminders
 from engine.services.reminders import DeliveryPolicy
@@ -20,7 +20,7 @@ from engine.services.reminders import DeliveryPolicy
 def work_item_of(patient_id: str, uow_factory) -> dict[str, Any]:
     """A coordinator item (and its reminder) for the patient: the screening reminders are due
     at enrolment, so one in-process dispatch round puts them in the queue."""
-    dispatch_due_reminders(uow_factory, MaildirOutbox(tempfile.mkdtemp()), DeliveryPolicy())
+    dispatch_due_reminders(uow_factory, LocalMailbox(tempfile.mkdtemp()), DeliveryPolicy())
     items = coordinator_queue(uow_factory(), "test", limit=200)["items"]
     return next(i for i in items if i["patient_id"] == patient_id)
 

@@ -121,7 +121,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     assert "/ui/" in seeded.stdout and "coordinator-north" in seeded.stdout
     settings = Settings(
         database_url=f"sqlite:///{database}",
-        outbox_dir=folder / "demo-outbox",
+        mail_dir=folder / "demo-mail",
         cookie_secure=False,  # served over plain http, as the demo is
     )
     uow_factory = unit_of_work_factory(settings)

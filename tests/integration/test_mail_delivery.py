@@ -15,7 +15,7 @@ import pytest
 
 from engine.adapters.mail import (
     DeliveryError,
-    MaildirOutbox,
+    LocalMailbox,
     SmtpMailer,
     mailer_from_settings,
 )
@@ -117,49 +117,58 @@ def test_server_gone_for_good_after_a_send_is_a_transient_failure(mailer, smtp_s
     assert caught.value.permanent is False
 
 
-def test_maildir_outbox_writes_a_message_a_person_can_read(tmp_path):
-    outbox = MaildirOutbox(tmp_path / "outbox")
-    outbox.send(reminder_email("r-local"))
-    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+def test_the_local_mailbox_writes_a_message_a_person_can_read(tmp_path):
+    local = LocalMailbox(tmp_path / "mail")
+    local.send(reminder_email("r-local"))
+    box = mailbox.Maildir(tmp_path / "mail", create=False)
     messages = list(box)
     assert len(messages) == 1
     assert messages[0]["Message-ID"] == "<reminder-r-local@aih-pathways.local>"
     assert messages[0]["Subject"] == "A blood test is due this week"
-    assert len(os.listdir(tmp_path / "outbox" / "new")) == 1
-    assert os.listdir(tmp_path / "outbox" / "tmp") == []
+    assert len(os.listdir(tmp_path / "mail" / "new")) == 1
+    assert os.listdir(tmp_path / "mail" / "tmp") == []
 
 
-def test_maildir_outbox_keeps_one_copy_of_a_reminder_delivered_twice(tmp_path):
-    outbox = MaildirOutbox(tmp_path / "outbox")
-    outbox.send(reminder_email("r-twice"))
-    outbox.send(reminder_email("r-twice"))
-    outbox.send(reminder_email("r-other"))
-    ids = sorted(m["Message-ID"] for m in mailbox.Maildir(tmp_path / "outbox", create=False))
+def test_the_local_mailbox_keeps_one_copy_of_a_reminder_delivered_twice(tmp_path):
+    local = LocalMailbox(tmp_path / "mail")
+    local.send(reminder_email("r-twice"))
+    local.send(reminder_email("r-twice"))
+    local.send(reminder_email("r-other"))
+    ids = sorted(m["Message-ID"] for m in mailbox.Maildir(tmp_path / "mail", create=False))
     assert ids == [
         "<reminder-r-other@aih-pathways.local>",
         "<reminder-r-twice@aih-pathways.local>",
     ]
 
 
-def test_maildir_outbox_still_one_copy_after_the_reader_has_seen_it(tmp_path):
-    outbox = MaildirOutbox(tmp_path / "outbox")
-    outbox.send(reminder_email("r-seen"))
-    box = mailbox.Maildir(tmp_path / "outbox", create=False)
+def test_the_local_mailbox_still_one_copy_after_the_reader_has_seen_it(tmp_path):
+    local = LocalMailbox(tmp_path / "mail")
+    local.send(reminder_email("r-seen"))
+    box = mailbox.Maildir(tmp_path / "mail", create=False)
     key = next(iter(box.keys()))
     seen = box[key]
     seen.set_subdir("cur")
     seen.add_flag("S")
     box[key] = seen
-    assert os.listdir(tmp_path / "outbox" / "new") == []
+    assert os.listdir(tmp_path / "mail" / "new") == []
 
-    outbox.send(reminder_email("r-seen"))
-    assert len(mailbox.Maildir(tmp_path / "outbox", create=False)) == 1
+    local.send(reminder_email("r-seen"))
+    assert len(mailbox.Maildir(tmp_path / "mail", create=False)) == 1
 
 
-def test_settings_without_smtp_host_use_the_outbox(tmp_path):
-    mailer = mailer_from_settings(Settings(smtp_host=None, outbox_dir=tmp_path / "box"))
-    assert isinstance(mailer, MaildirOutbox)
+def test_settings_without_smtp_host_use_the_local_mailbox(tmp_path):
+    mailer = mailer_from_settings(Settings(smtp_host=None, mail_dir=tmp_path / "box"))
+    assert isinstance(mailer, LocalMailbox)
     assert (tmp_path / "box" / "new").is_dir()
+
+
+def test_the_mail_dir_is_read_from_its_former_variable_too(monkeypatch, tmp_path):
+    """Deployed configurations still name AIHP_OUTBOX_DIR; AIHP_MAIL_DIR wins when both are set."""
+    monkeypatch.setenv("AIHP_OUTBOX_DIR", str(tmp_path / "former"))
+    assert Settings(_env_file=None).mail_dir == tmp_path / "former"
+    monkeypatch.setenv("AIHP_MAIL_DIR", str(tmp_path / "mail"))
+    assert Settings(_env_file=None).mail_dir == tmp_path / "mail"
+    assert Settings(_env_file=None, mail_dir=tmp_path / "given").mail_dir == tmp_path / "given"
 
 
 def test_settings_with_smtp_host_use_smtp(smtp_sink):
@@ -206,9 +215,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_outbox_creates_its_folders_on_a_fresh_checkout(tmp_path):
-    from engine.adapters.mail import MaildirOutbox
-
-    outbox = MaildirOutbox(tmp_path / "var" / "outbox")
-    assert (tmp_path / "var" / "outbox" / "new").is_dir()
-    outbox.close()
+def test_the_local_mailbox_creates_its_folders_on_a_fresh_checkout(tmp_path):
+    local = LocalMailbox(tmp_path / "var" / "mail")
+    assert (tmp_path / "var" / "mail" / "new").is_dir()
+    local.close()

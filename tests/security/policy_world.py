@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from api.main import create_app
 from engine.adapters.database import make_engine, session_factory
-from engine.adapters.mail import MaildirOutbox
+from engine.adapters.mail import LocalMailbox
 from engine.adapters.migrate import upgrade
 from engine.adapters.reminder_tables import coordinator_items
 from engine.clock import ManualClock
@@ -60,7 +60,7 @@ class World:
     uow_factory: Any
     clock: ManualClock
     callers: Callers
-    outbox: str
+    mail_dir: str
     made: dict[str, int] = field(default_factory=dict)
 
     def principal(self, name: str) -> Principal:
@@ -88,7 +88,7 @@ class World:
             family_name="Example",
             email="ada@example.org",
         )
-        dispatch_due_reminders(self.uow_factory, MaildirOutbox(self.outbox), DeliveryPolicy())
+        dispatch_due_reminders(self.uow_factory, LocalMailbox(self.mail_dir), DeliveryPolicy())
         return status["patient_id"]
 
     def item(self, patient_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from engine.adapters.mail import MaildirOutbox
+from engine.adapters.mail import LocalMailbox
 from engine.services.dispatch import dispatch_due_reminders
 from engine.services.reminders import DeliveryPolicy
 from tests.api.conftest import ENROLMENT
@@ -216,7 +216,7 @@ FORMS = {
 
 @pytest.mark.parametrize("form", sorted(FORMS))
 def test_the_page_forms_never_answer_5xx(form, client, callers, patient_id, uow_factory, tmp_path):
-    dispatch_due_reminders(uow_factory, MaildirOutbox(tmp_path / "outbox"), DeliveryPolicy())
+    dispatch_due_reminders(uow_factory, LocalMailbox(tmp_path / "mail"), DeliveryPolicy())
     user = "clinician" if form in ("order", "event") else "coordinator"
     client.headers["Origin"] = str(client.base_url).rstrip("/")
     assert post_login(client, callers.tokens[user]["token"]).status_code == 303

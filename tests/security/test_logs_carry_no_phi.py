@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from engine.adapters.mail import MaildirOutbox
+from engine.adapters.mail import LocalMailbox
 from engine.adapters.orm import patients
 from engine.domain.errors import InvalidInput
 from engine.services import patients as service
@@ -199,7 +199,7 @@ def test_a_whole_session_with_phi_markers_everywhere_leaves_none_in_the_logs(
         )
         uow.session.commit()
     clock.advance(timedelta(days=30))
-    dispatch_due_reminders(uow_factory, MaildirOutbox(tmp_path / "outbox"), DeliveryPolicy())
+    dispatch_due_reminders(uow_factory, LocalMailbox(tmp_path / "mail"), DeliveryPolicy())
 
     server_side = [r for r in captured.records if not r.name.startswith(CLIENT_LOGGERS)]
     logged = "\n".join(

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from engine.adapters.mail import MaildirOutbox
+from engine.adapters.mail import LocalMailbox
 from engine.adapters.orm import audit_log
 from engine.adapters.reminder_tables import coordinator_items
 from engine.services import access
@@ -47,7 +47,7 @@ def _enrol(uow_factory, tmp_path, *, clinician: str, site: str = "north", family
         family_name=family,
         email="ada@example.org",
     )
-    dispatch_due_reminders(uow_factory, MaildirOutbox(str(tmp_path / "mail")), DeliveryPolicy())
+    dispatch_due_reminders(uow_factory, LocalMailbox(str(tmp_path / "mail")), DeliveryPolicy())
     return status["patient_id"]
 
 

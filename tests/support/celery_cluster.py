@@ -137,7 +137,7 @@ class CeleryCluster:
             "AIHP_DELIVERY_RETRY_CAP_SECONDS": "4",
             "AIHP_DELIVERY_BATCH_SIZE": "10",  # a batch sends for at most half the lease
             "AIHP_DISPATCH_MAX_QUEUED": "40",  # what two workers drain well within a lease
-            "AIHP_OUTBOX_DIR": str(workdir / "outbox"),
+            "AIHP_MAIL_DIR": str(workdir / "mail"),
             "PYTHONUNBUFFERED": "1",
         }
         self.workers: dict[str, CeleryProcess] = {}
@@ -194,7 +194,7 @@ class CeleryCluster:
         self.stop_all(kill=True)
         for leftover in self.workdir.glob("celerybeat-schedule*"):
             leftover.unlink(missing_ok=True)
-        shutil.rmtree(self.workdir / "outbox", ignore_errors=True)
+        shutil.rmtree(self.workdir / "mail", ignore_errors=True)
 
 
 def _kill_all() -> None:

@@ -146,7 +146,7 @@ def test_a_server_whose_port_is_taken_exits_before_any_work(tmp_path):
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert f"cannot listen on 127.0.0.1:{port}" in refused.stderr
         assert "Traceback" not in refused.stderr
-    assert not database.exists() and not (tmp_path / "demo-outbox").exists()
+    assert not database.exists() and not (tmp_path / "demo-mail").exists()
     assert "dispatched" not in demo.stdout
 
 
