@@ -1,5 +1,5 @@
 """SQL for the FHIR facade's reads beyond the patient aggregate: demographics, a patient's
-site, its coordinator work items, and recorded lab results by id.
+site, and recorded lab results by id (work items: work_items.py).
 
 The FHIR read service (engine/services/fhir_reads.py) scopes and audits; this module only reads
 rows in the unit of work's session.
@@ -14,8 +14,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.adapters.orm import lab_results, patients
-from engine.adapters.reminder_tables import coordinator_items
-from engine.domain.reminders import CoordinatorItem
 
 DEMOGRAPHICS = (
     "id",
@@ -57,17 +55,6 @@ def sites_of(session: Session, patient_ids: Iterable[str]) -> dict[str, str]:
         select(patients.c.id, patients.c.site).where(patients.c.id.in_(list(patient_ids)))
     )
     return {row.id: row.site for row in rows}
-
-
-def work_items(session: Session, patient_id: str) -> list[CoordinatorItem]:
-    """The patient's coordinator work items, oldest due first."""
-    return list(
-        session.scalars(
-            select(CoordinatorItem)
-            .where(coordinator_items.c.patient_id == patient_id)
-            .order_by(coordinator_items.c.due_at, coordinator_items.c.id)
-        )
-    )
 
 
 def lab_rows(session: Session, record_ids: list[str]) -> dict[str, dict[str, Any]]:

@@ -1,5 +1,8 @@
 """The audit log: reading it (auditors, within their site; the reading is audited too), and
-recording refused access (who, what, outcome) without revealing whether a patient exists."""
+recording refused access (who, what, outcome) without revealing whether a patient exists.
+
+Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to audit_queries.py.
+"""
 
 from __future__ import annotations
 

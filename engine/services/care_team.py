@@ -1,4 +1,7 @@
-"""The care-team directory: clinicians and how reminders reach them."""
+"""The care-team directory: clinicians and how reminders reach them.
+
+Typed on the abstract `UnitOfWork`: it uses only the reminder store, the audit and the clock.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ from engine.domain.clinical_text import one_line
 from engine.domain.errors import InvalidInput
 from engine.domain.model import AuditRecord
 from engine.notifications.compose import InvalidAddress, checked_address
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import UnitOfWork
 
 
 def register_clinician(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     clinician_id: str,
     *,

@@ -13,6 +13,9 @@ Claims are owned: an item claimed by one coordinator can be released, completed 
 by them; anyone else gets a conflict unless they take it over, with a reason, which is audited
 (`item_taken_over`, naming the previous holder). Snoozes last at most `MAX_SNOOZE`. An item
 open longer than the data's `stale_after` (pathways/coordinator-queue.yaml) is flagged stale.
+
+Read side (and the items it changes): typed on `SqlAlchemyUnitOfWork`, whose session it
+hands to coordinator_queries.py and work_items.py.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from engine.adapters.coordinator_queries import (
     queue_counts,
     work_closed_since,
 )
+from engine.adapters.work_items import work_item
 from engine.domain.errors import ConcurrencyConflict, InvalidInput, UnknownWorkItem
 from engine.domain.model import AuditRecord
 from engine.domain.reminders import QUEUES, CoordinatorItem
@@ -173,7 +177,7 @@ def claim_items(
         now = uow.clock.now()
         claim = _claim(actor)
         for item_id in wanted:
-            item = uow.session.get(CoordinatorItem, item_id)
+            item = work_item(uow.session, item_id)
             try:
                 _check(item, item_id, site_scope, clinician_scope)
                 claim(item, now)
@@ -395,7 +399,7 @@ def _act(
     with uow:
         now = uow.clock.now()
         item = _check(
-            uow.session.get(CoordinatorItem, item_id), item_id, site_scope, clinician_scope, undoing
+            work_item(uow.session, item_id), item_id, site_scope, clinician_scope, undoing
         )
         if expected_version is not None and expected_version != item.version:
             raise ConcurrencyConflict("the item was changed by someone else; reload it")

@@ -3,6 +3,8 @@
 With a broker, Celery beat claims and Celery workers deliver (workers/). Without one, this
 loop claims and delivers the same rows through the same service functions, on a timer. The
 schedule is always the database; the timer only decides how often to look.
+
+Typed on the abstract `UnitOfWork`: it only hands unit-of-work factories on.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from collections.abc import Callable
 from engine.adapters.mail import Mailer
 from engine.services.patients import review_due_patients
 from engine.services.reminders import DeliveryPolicy, claim_due_batches, deliver_reminder_batch
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 
 def dispatch_due_reminders(
-    uow_factory: Callable[[], SqlAlchemyUnitOfWork],
+    uow_factory: Callable[[], UnitOfWork],
     mailer: Mailer,
     policy: DeliveryPolicy,
     batch_size: int = 500,
@@ -56,7 +58,7 @@ class EmbeddedDispatcher:
 
     def __init__(
         self,
-        uow_factory: Callable[[], SqlAlchemyUnitOfWork],
+        uow_factory: Callable[[], UnitOfWork],
         mailer: Mailer,
         policy: DeliveryPolicy,
         interval: float,

@@ -10,7 +10,7 @@ by an opaque cursor, never an offset; each search is audited as one `observation
 naming the caller, the patient searched (if any) and the criteria, never a value.
 
 Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to the queries of
-engine/adapters/fhir_read_queries.py and observation_search.py.
+engine/adapters/fhir_read_queries.py, observation_search.py and work_items.py.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from engine.adapters.observation_search import (
     count_observations,
     find_observations,
 )
+from engine.adapters.work_items import work_items_of
 from engine.domain.errors import InvalidInput, UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.services.access_policy import in_scope
@@ -89,7 +90,7 @@ def patient_tasks(
     with uow:
         site = fhir_read_queries.site_of(uow.session, patient_id)
         _scoped({"site": site} if site else None, patient_id, site_scope)
-        items = fhir_read_queries.work_items(uow.session, patient_id)
+        items = work_items_of(uow.session, patient_id)
         tasks = {
             "reminders": [_columns(r) for r in uow.reminders.for_patient(patient_id)],
             "items": [_columns(i) for i in items],

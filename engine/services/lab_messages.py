@@ -6,6 +6,9 @@ transaction: the feed acknowledges only what this committed, and a message sent 
 answered from what was remembered instead of being recorded twice. A refused message is not
 remembered (nothing of it was written), so a resend after the clinic fixed the cause (enrolled
 the patient, added a local code) is tried again.
+
+Typed on `SqlAlchemyUnitOfWork`: the message is remembered in its session, in the same
+transaction as the results.
 """
 
 from __future__ import annotations

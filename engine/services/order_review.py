@@ -12,6 +12,8 @@ when a card was overridden).
 
 Nothing here is FHIR: drafts arrive as the native order's shape (`DraftOrder`), the entry
 point maps the other system's resources.
+
+Typed on `SqlAlchemyUnitOfWork`: it hands the session to the order-review queries.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ same function, the send time of the reminder): the outbox keeps no copy of the m
 email is re-sent by re-queuing its reminder (status `scheduled`, due now, attempts reset), so
 the dispatcher delivers it on its next round through the normal path; the page request never
 talks to the mail server.
+
+Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to outbox_queries.py.
 """
 
 from __future__ import annotations

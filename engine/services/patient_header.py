@@ -5,6 +5,8 @@ their `label`) and the date each last changed; the regimen with today's dose bes
 the state expects; open alerts, most severe first; and, per drug, the dose range an order would
 be checked against now (the order form's guidance). Numbers are written by
 `engine.services.clinical_display`, to the precision the pathway data gives.
+
+Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to fact_history.py.
 """
 
 from __future__ import annotations

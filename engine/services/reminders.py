@@ -13,6 +13,8 @@ refused), the reminder becomes a failed-delivery item in the coordinator queue. 
 reminder whose message cannot be built or handed over at all (a header the email policy
 refuses, an address the transport cannot encode): one failed-delivery item with the reason,
 never a row left claimed for ever, and the rest of the round goes out.
+
+Typed on the abstract `UnitOfWork`: it uses only the reminder store, the audit and the clock.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from engine.notifications.compose import (
     compose_reminder,
 )
 from engine.services.care_pathways import care_pathway
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class ClaimedBatch:
 
 
 def claim_due_reminders(
-    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, limit: int = 500
+    uow: UnitOfWork, policy: DeliveryPolicy, limit: int = 500
 ) -> list[tuple[str, str]]:
     """Lease up to `limit` due reminders (including expired leases of dead workers)."""
     with uow:
@@ -114,7 +116,7 @@ def claim_due_reminders(
 
 
 def claim_due_batches(
-    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, limit: int, batch_size: int
+    uow: UnitOfWork, policy: DeliveryPolicy, limit: int, batch_size: int
 ) -> list[ClaimedBatch]:
     """Lease up to `limit` due reminders and cut them into delivery batches.
 
@@ -132,7 +134,7 @@ def claim_due_batches(
 
 
 def deliver_reminder(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     mailer: Mailer,
     policy: DeliveryPolicy,
     reminder_id: str,
@@ -145,7 +147,7 @@ def deliver_reminder(
 
 
 def deliver_reminder_batch(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     mailer: Mailer,
     policy: DeliveryPolicy,
     reminder_ids: list[str],
@@ -264,15 +266,13 @@ class _Outcomes:
         )
         self.counts["deferred"] += 1
 
-    def write(self, uow: SqlAlchemyUnitOfWork, token: str) -> None:
+    def write(self, uow: UnitOfWork, token: str) -> None:
         uow.reminders.record_outcomes(token, self.rows)
         uow.reminders.add_items_once(self.items)
         uow.audit.append(self.audit)
 
 
-def _record(
-    uow: SqlAlchemyUnitOfWork, policy: DeliveryPolicy, token: str, done: _Outcomes
-) -> None:
+def _record(uow: UnitOfWork, policy: DeliveryPolicy, token: str, done: _Outcomes) -> None:
     """Record the batch's outcomes, through a database outage up to the patience.
 
     Emails already accepted are in the journal, so even an outage longer than the lease
@@ -310,7 +310,7 @@ def _compose(
     )
 
 
-def _queue(uow: SqlAlchemyUnitOfWork, reminder: Reminder) -> str:
+def _queue(uow: UnitOfWork, reminder: Reminder) -> str:
     now = uow.clock.now()
     if reminder.purpose == "escalate":
         reason = "not done within the grace period after its due date"

@@ -18,6 +18,9 @@ server-side sessions that end when idle, at an absolute limit, or at logout.
 - **Audit**: `login_succeeded`, `login_failed` (with the reason, never the password nor the
   name typed for an unknown account, nor a token that opens nothing), `login_locked`, `logout`,
   `password_set`.
+
+Typed on `SqlAlchemyUnitOfWork`: logins are rows, not patients, kept by login_store.py in
+its session.
 """
 
 from __future__ import annotations
