@@ -23,9 +23,12 @@ from engine.bootstrap import UnitOfWorkFactory
 from engine.clock import Clock
 from engine.config import Settings
 from engine.domain.errors import InvalidInput, UnknownPatient
-from engine.services import access, access_policy, idempotency
+from engine.services import access, access_policy
 from engine.services.access_policy import Principal, Resource
+from engine.services.admission import Admission
+from engine.services.idempotency import KeyedRequest, Replay
 from engine.services.patient_directory import PatientRef, patient_ref
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 
 def reject_unknown_query(request: Request) -> None:
@@ -141,15 +144,6 @@ def scoped_patient(
     return ref
 
 
-def get_patient(
-    patient_id: PatientId, principal: CurrentPrincipal, uow: UnitOfWork, request: Request
-) -> PatientRef:
-    """The route's patient, within the caller's site (the route's own action was checked)."""
-    action = route_action(request.scope["route"].dependant) or "patient.read"
-    return scoped_patient(uow, principal, action, patient_id)
-
-
-ScopedPatient = Annotated[PatientRef, Depends(get_patient)]
 
 
 _ETAG = re.compile(r'^(?:W/)?"?v?(\d{1,9})"?$')
@@ -171,22 +165,25 @@ def get_if_match(
 IfMatch = Annotated[str | None, Depends(get_if_match)]
 
 
-def expected_version(
-    patient: PatientRef, if_match: str | None, body_version: int | None
-) -> int | None:
-    """The version the caller based the change on; 412 if the patient is no longer at it."""
+def requested_version(if_match: str | None, body_version: int | None) -> int | None:
+    """The patient version the caller based the change on (`If-Match`, else the body's
+    `expected_version`; None: any). The use case checks it on the patient it loads (412)."""
     if if_match is not None and if_match.strip() != "*":
         found = _ETAG.match(if_match.strip())
         if found is None:
             raise PreconditionFailed(f'If-Match {if_match!r} is not an ETag like "v3"')
-        wanted: int | None = int(found.group(1))
-    else:
-        wanted = body_version
-    if wanted is not None and wanted != patient.version:
-        raise PreconditionFailed(
-            f"the patient is at version {patient.version}, not {wanted}; reload and retry"
-        )
-    return wanted
+        return int(found.group(1))
+    return body_version
+
+
+def get_admission(principal: CurrentPrincipal, request: Request, if_match: IfMatch) -> Admission:
+    """The route's admission: the policy action the route asks for, checked by the use case on
+    the patient it loads, at the `If-Match` version (a body's `expected_version` may set it)."""
+    action = route_action(request.scope["route"].dependant) or "patient.read"
+    return Admission(principal, action, requested_version(if_match, None))
+
+
+Admitted = Annotated[Admission, Depends(get_admission)]
 
 
 def etag(version: int) -> str:
@@ -194,7 +191,10 @@ def etag(version: int) -> str:
 
 
 class Once:
-    """Runs a POST's work once per Idempotency-Key and replays the stored answer after that."""
+    """Runs a POST's use case in one unit of work, once per Idempotency-Key: the key and the
+    answer are stored by the use case's own commit (`KeyedRequest`), and an answered key is
+    replayed before any work. `admission` lets the same unit of work check the caller's access
+    to the patient it loads and the version the caller saw (no look-up beforehand)."""
 
     def __init__(
         self, uow: UnitOfWorkFactory, principal: Principal, key: str | None, request: Request
@@ -203,34 +203,38 @@ class Once:
 
     def __call__(
         self,
-        work: Callable[[], Any],
+        work: Callable[[SqlAlchemyUnitOfWork], Any],
         model: type[BaseModel],
         status_code: int = 200,
         location: Callable[[dict[str, Any]], str] | None = None,
+        admission: Admission | None = None,
     ) -> JSONResponse:
-        """Do `work` (or replay it), answer with its result validated by `model`."""
-        if self.key is None:
-            return _answer(self._result(work, model), status_code, location)
-        body_hash = _body_hash(self.request.state.body)
-        args = (self.principal.actor, self.key)
-        stored = idempotency.reserve(
-            self.uow(), *args, self.request.method, self.request.url.path, body_hash
-        )
-        if stored is not None:
-            response = _answer(stored.body, stored.status, location)
+        """Do `work` on the request's unit of work (or replay it), answer with its result
+        validated by `model`."""
+        render = partial(_rendered, model)
+        keyed = None
+        if self.key is not None:
+            keyed = KeyedRequest(
+                self.principal.actor,
+                self.key,
+                self.request.method,
+                self.request.url.path,
+                _body_hash(self.request.state.body),
+                status_code,
+                render,
+            )
+        uow = self.uow(admission=admission, keyed=keyed)
+        try:
+            body = render(work(uow))
+        except Replay as replay:
+            response = _answer(replay.stored.body, replay.stored.status, location)
             response.headers["Idempotent-Replayed"] = "true"
             return response
-        try:
-            body = self._result(work, model)
-        except BaseException:
-            idempotency.release(self.uow(), *args)
-            raise
-        idempotency.complete(self.uow(), *args, status_code, body)
         return _answer(body, status_code, location)
 
-    @staticmethod
-    def _result(work: Callable[[], Any], model: type[BaseModel]) -> dict[str, Any]:
-        return jsonable_encoder(model.model_validate(work()))
+
+def _rendered(model: type[BaseModel], result: Any) -> Any:
+    return jsonable_encoder(model.model_validate(result))
 
 
 def _answer(

@@ -10,7 +10,7 @@ Status codes, chosen once here:
 | `HardBlock`: a safety rule refuses the order | 422 + `rule_ids`, `sources`, `block_id` |
 | `InvalidInput`, `UnknownCode`, request validation, Idempotency-Key reused | 422 |
 | `EventNotAllowed` in the current state, `ConcurrencyConflict`, duplicate record | 409 |
-| `If-Match` does not match the patient's version (`PreconditionFailed`) | 412 |
+| `If-Match` or `expected_version` is not the patient's version (`StaleVersion`) | 412 |
 | anything unexpected | 500, a fixed sentence and no internals (logged without PHI) |
 
 A refused order is 422, not 409: the request is well formed but the guideline forbids it for
@@ -39,6 +39,7 @@ from engine.domain.errors import (
     EventNotAllowed,
     HardBlock,
     InvalidInput,
+    StaleVersion,
     UnknownCode,
     UnknownPatient,
     UnknownWorkItem,
@@ -75,6 +76,7 @@ STATUS: list[tuple[type[DomainError], int, str, str]] = [
     (NotFound, 404, "Not found", "not-found"),
     (HardBlock, 422, "Refused by a safety rule", "business-rule"),
     (PreconditionFailed, 412, "Precondition failed", "conflict"),
+    (StaleVersion, 412, "Precondition failed", "conflict"),
     (ConcurrencyConflict, 409, "Conflict", "conflict"),
     (EventNotAllowed, 409, "Not allowed in the current state", "business-rule"),
     (UnknownCode, 422, "Unknown code", "code-invalid"),

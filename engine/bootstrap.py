@@ -10,7 +10,7 @@ from engine.clock import Clock, SystemClock
 from engine.config import Settings, get_settings
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
-UnitOfWorkFactory = Callable[[], SqlAlchemyUnitOfWork]
+UnitOfWorkFactory = Callable[..., SqlAlchemyUnitOfWork]  # optional: admission=, keyed=
 
 
 def unit_of_work_factory(

@@ -6,6 +6,7 @@ service layer. The caller is the audited actor of every read and write.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Annotated
 
@@ -14,18 +15,17 @@ from pydantic import BaseModel
 
 from api import schemas
 from api.deps import (
+    Admitted,
     Enroller,
     EventRecorder,
     Idempotent,
-    IfMatch,
     LabSender,
+    PatientId,
     PatientReader,
     Prescriber,
-    ScopedPatient,
     UnitOfWork,
     WhatIfAsker,
     etag,
-    expected_version,
     reject_unknown_query,
 )
 from api.errors import problems
@@ -67,15 +67,13 @@ class PatientPage(BaseModel):
     responses=problems(401, 403, 409, 422),
     summary="Enrol a patient on the pathway",
 )
-def enrol(
-    body: schemas.EnrolRequest, principal: Enroller, uow: UnitOfWork, once: Idempotent
-) -> Response:
+def enrol(body: schemas.EnrolRequest, principal: Enroller, once: Idempotent) -> Response:
     enforce(principal, "patient.enrol", Resource(body.site))
     details = body.model_dump(exclude={"site", "clinician", "birth_date", "sex", "weight_kg"})
     facts = details.pop("facts")
     return once(
-        lambda: service.enrol_patient(
-            uow(),
+        lambda uow: service.enrol_patient(
+            uow,
             principal.actor,
             site=body.site,
             clinician=body.clinician,
@@ -144,9 +142,13 @@ def list_(
     summary="Status: state, regimen, next milestones and open alerts, each with its reason",
 )
 def status(
-    principal: PatientReader, patient: ScopedPatient, uow: UnitOfWork, response: Response
+    principal: PatientReader,
+    patient_id: PatientId,
+    admission: Admitted,
+    uow: UnitOfWork,
+    response: Response,
 ) -> dict:
-    view = service.patient_status(uow(), principal.actor, patient.id)
+    view = service.patient_status(uow(admission=admission), principal.actor, patient_id)
     response.headers["ETag"] = etag(view["version"])
     return view
 
@@ -157,8 +159,10 @@ def status(
     responses=problems(401, 403, 404),
     summary="History: transitions, labs, events, orders, milestones and refusals",
 )
-def history(principal: PatientReader, patient: ScopedPatient, uow: UnitOfWork) -> dict:
-    return service.patient_history(uow(), principal.actor, patient.id)
+def history(
+    principal: PatientReader, patient_id: PatientId, admission: Admitted, uow: UnitOfWork
+) -> dict:
+    return service.patient_history(uow(admission=admission), principal.actor, patient_id)
 
 
 @router.post(
@@ -168,10 +172,15 @@ def history(principal: PatientReader, patient: ScopedPatient, uow: UnitOfWork) -
     summary="What if: a hypothetical lab, event or order; nothing is written",
 )
 def what_if(
-    body: schemas.WhatIfRequest, principal: WhatIfAsker, patient: ScopedPatient, uow: UnitOfWork
+    body: schemas.WhatIfRequest,
+    principal: WhatIfAsker,
+    patient_id: PatientId,
+    admission: Admitted,
+    uow: UnitOfWork,
 ) -> dict:
     given = body.model_dump(exclude={"kind"}, exclude_none=True)
-    return service.what_if(uow(), principal.actor, patient.id, kind=body.kind, **given)
+    uow_admitted = uow(admission=admission)
+    return service.what_if(uow_admitted, principal.actor, patient_id, kind=body.kind, **given)
 
 
 @router.post(
@@ -183,12 +192,11 @@ def what_if(
 def record_lab(
     body: schemas.LabRequest,
     principal: LabSender,
-    patient: ScopedPatient,
-    if_match: IfMatch,
-    uow: UnitOfWork,
+    patient_id: PatientId,
+    admission: Admitted,
     once: Idempotent,
 ) -> Response:
-    return _record(service.record_lab_result, body, principal, patient, if_match, uow, once)
+    return _record(service.record_lab_result, body, principal, patient_id, admission, once)
 
 
 @router.post(
@@ -200,12 +208,11 @@ def record_lab(
 def record_event(
     body: schemas.EventRequest,
     principal: EventRecorder,
-    patient: ScopedPatient,
-    if_match: IfMatch,
-    uow: UnitOfWork,
+    patient_id: PatientId,
+    admission: Admitted,
     once: Idempotent,
 ) -> Response:
-    return _record(service.record_clinical_event, body, principal, patient, if_match, uow, once)
+    return _record(service.record_clinical_event, body, principal, patient_id, admission, once)
 
 
 @router.post(
@@ -217,18 +224,24 @@ def record_event(
 def order(
     body: schemas.OrderRequest,
     principal: Prescriber,
-    patient: ScopedPatient,
-    if_match: IfMatch,
-    uow: UnitOfWork,
+    patient_id: PatientId,
+    admission: Admitted,
     once: Idempotent,
 ) -> Response:
-    return _record(service.order_medication, body, principal, patient, if_match, uow, once)
+    return _record(service.order_medication, body, principal, patient_id, admission, once)
 
 
-def _record(use_case, body, principal, patient, if_match, uow, once) -> Response:
-    """Run a clinical-input use case once (Idempotency-Key) at the version the caller saw; the
-    request's fields are the use case's keyword arguments."""
-    version = expected_version(patient, if_match, body.expected_version)
+def _record(use_case, body, principal, patient_id, admission, once) -> Response:
+    """Run a clinical-input use case once (Idempotency-Key) in one unit of work, which admits
+    the caller to the patient it loads (site, the route's action, the version the caller saw:
+    `If-Match`, else the body's `expected_version`); the request's fields are the use case's
+    keyword arguments."""
     fields = {name: getattr(body, name) for name in type(body).model_fields}
-    fields["expected_version"] = version
-    return once(lambda: use_case(uow(), principal.actor, patient.id, **fields), schemas.Outcome)
+    if admission.expected_version is None:
+        admission = replace(admission, expected_version=fields["expected_version"])
+    fields["expected_version"] = None  # the admission checks it on the loaded patient
+    return once(
+        lambda uow: use_case(uow, principal.actor, patient_id, **fields),
+        schemas.Outcome,
+        admission=admission,
+    )

@@ -68,8 +68,8 @@ def create_user(
     the answer never carries it."""
     password = body.password.get_secret_value() if body.password is not None else None
     return once(
-        lambda: access.create_user(
-            uow(),
+        lambda uow: access.create_user(
+            uow,
             principal.actor,
             name=body.name,
             role=body.role,

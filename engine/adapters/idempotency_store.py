@@ -1,11 +1,11 @@
-"""The idempotency keys table: reserve a key, read it back, store the answer, drop it."""
+"""The idempotency keys table: read a key back, and store a key with its answer."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from engine.adapters.access_tables import idempotency_keys
@@ -19,8 +19,11 @@ def insert_key(
     path: str,
     body_hash: str,
     at: datetime,
+    status: int,
+    body: Any,
 ) -> None:
-    """Reserve the key (IntegrityError if the principal already holds it)."""
+    """Store the key with the answer given (IntegrityError if the principal already holds it:
+    on PostgreSQL a concurrent holder's INSERT makes this one wait for its commit)."""
     session.execute(
         insert(idempotency_keys).values(
             principal=principal,
@@ -29,6 +32,8 @@ def insert_key(
             path=path,
             body_hash=body_hash,
             created_at=at,
+            status=status,
+            response=body,
         )
     )
 
@@ -40,19 +45,3 @@ def find_key(session: Session, principal: str, key: str) -> Any:
             idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
         )
     ).first()
-
-
-def store_answer(session: Session, principal: str, key: str, status: int, body: Any) -> None:
-    session.execute(
-        update(idempotency_keys)
-        .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
-        .values(status=status, response=body)
-    )
-
-
-def drop_key(session: Session, principal: str, key: str) -> None:
-    session.execute(
-        delete(idempotency_keys).where(
-            idempotency_keys.c.principal == principal, idempotency_keys.c.key == key
-        )
-    )

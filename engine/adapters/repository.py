@@ -1,18 +1,20 @@
 """Repositories: patients (the aggregate) and the append-only audit log.
 
-Two ways to load a patient. `get` loads the whole record (history, exports). `for_care` and
+Three ways to load a patient. `get` loads the whole record (history, exports). `for_care` and
 `many_for_care` load what the pathway reads when it applies an input: every lab result and
 clinical event (conditions look back without limit: baseline, unbroken normal run, events
 ever), the orders that are not stopped, the open alerts, the open milestones and, of the closed
 milestones, only the rows `CarePathway` reads back: per milestone and cycle the latest
 occurrence (numbering, "already scheduled in this cycle") and the latest completed one (the
 `last_completed` anchor). Resolved alerts, stopped orders and older closed milestones stay on
-disk; new rows appended to the loaded collections are still inserted.
+disk; new rows appended to the loaded collections are still inserted. `for_status` reads what
+the status page shows, with Core. A single patient loaded for a request is admitted by the
+request's `admit` (the access policy and the version the caller saw) before anyone reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session, with_loader_criteria
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from engine.adapters.orm import audit_log, milestones
+from engine.adapters.status_queries import patient_for_status
 from engine.domain.errors import UnknownPatient
 from engine.domain.model import Alert, AuditRecord, MedicationOrder, Milestone, Patient
 
@@ -29,10 +32,11 @@ from engine.domain.model import Alert, AuditRecord, MedicationOrder, Milestone, 
 class SqlPatientRepository:
     """Patients loaded whole (with their records) and tracked for the unit of work."""
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, admit: Callable[[Patient], None] | None = None):
         self.session = session
         self.seen: dict[str, Patient] = {}
         self.added: set[str] = set()
+        self._admit = admit or (lambda patient: None)
 
     def add(self, patient: Patient) -> None:
         self.session.add(patient)
@@ -40,19 +44,31 @@ class SqlPatientRepository:
         self.added.add(patient.id)
 
     def get(self, patient_id: str) -> Patient:
-        """The patient, or UnknownPatient."""
+        """The whole patient, or UnknownPatient (also when the request may not see them)."""
         patient = self.session.get(Patient, patient_id) if patient_id else None
         if patient is None:
             raise UnknownPatient(f"no patient with id {patient_id!r}")
+        self._admit(patient)
         self.seen[patient.id] = patient
         return patient
 
     def for_care(self, patient_id: str) -> Patient:
-        """The patient with what the pathway reads (see the module docstring), or UnknownPatient."""
+        """The patient with what the pathway reads (see the module docstring), or UnknownPatient
+        (also when the request may not see them)."""
         found = self.many_for_care([patient_id]) if patient_id else {}
         if patient_id not in found:
             raise UnknownPatient(f"no patient with id {patient_id!r}")
+        self._admit(found[patient_id])
         return found[patient_id]
+
+    def for_status(self, patient_id: str) -> Patient:
+        """A read-only copy with what the status shows (`status_queries`), or UnknownPatient
+        (also when the request may not see them); not tracked: nothing of it is written."""
+        patient = patient_for_status(self.session, patient_id) if patient_id else None
+        if patient is None:
+            raise UnknownPatient(f"no patient with id {patient_id!r}")
+        self._admit(patient)
+        return patient
 
     def many_for_care(self, patient_ids: Iterable[str]) -> dict[str, Patient]:
         """Patients by id, each loaded as `for_care` does, in one SELECT per table.

@@ -47,6 +47,12 @@ class ConcurrencyConflict(DomainError):
     code = "conflict"
 
 
+class StaleVersion(ConcurrencyConflict):
+    """The caller based the change on a version the patient is no longer at (If-Match)."""
+
+    code = "precondition-failed"  # the problem type clients already know (HTTP 412)
+
+
 class HardBlock(DomainError):
     """A guideline safety rule refuses the action (e.g. SAFE-BUD-CIRRHOSIS)."""
 

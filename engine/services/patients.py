@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from engine.adapters.status_queries import patient_for_status
 from engine.domain.care import CarePathway, Outcome, new_patient
 from engine.domain.errors import (
     ConcurrencyConflict,
     DomainError,
     HardBlock,
     InvalidInput,
+    StaleVersion,
     UnknownPatient,
 )
 from engine.domain.facts import checked_facts
@@ -65,7 +65,7 @@ def enrol_patient(
         )
         care.enrol(patient, now, actor)
         uow.patients.add(patient)
-        uow.commit()
+        uow.commit(lambda: status_view(patient, care, now))
         return status_view(patient, care, now)
 
 
@@ -124,7 +124,7 @@ def record_lab_results(
         return _lab_batch(fresh(), actor, list(enumerate(items)), all_or_nothing)
     except ConcurrencyConflict as conflict:
         if all_or_nothing:
-            return [_refusal(index, item, conflict) for index, item in enumerate(items)]
+            return [refusal(index, item, conflict) for index, item in enumerate(items)]
         # someone else changed one of the patients: retry patient by patient
     by_patient: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
     for index, item in enumerate(items):
@@ -136,7 +136,7 @@ def record_lab_results(
                 answers[answer["index"]] = answer
         except ConcurrencyConflict as conflict:
             for index, item in indexed:
-                answers[index] = _refusal(index, item, conflict)
+                answers[index] = refusal(index, item, conflict)
     return answers
 
 
@@ -281,9 +281,7 @@ def what_if(
 def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
     """State, regimen, next milestones and open alerts, each with its reason (audited read)."""
     with uow:
-        patient = patient_for_status(uow.session, patient_id) if patient_id else None
-        if patient is None:
-            raise UnknownPatient(f"no patient with id {patient_id!r}")
+        patient = uow.patients.for_status(patient_id)
         now = uow.clock.now()
         view = status_view(patient, care_pathway(patient.pathway_key), now)
         uow.record_only([_read(now, actor, patient_id, "patient_read", {"view": "status"})])
@@ -313,8 +311,9 @@ def _change(
     with uow:
         patient = uow.patients.for_care(patient_id)
         if expected_version is not None and patient.version != expected_version:
-            raise ConcurrencyConflict(
-                f"patient is at version {patient.version}, not {expected_version}; reload"
+            raise StaleVersion(
+                f"the patient is at version {patient.version}, not {expected_version}; "
+                "reload and retry"
             )
         care = care_pathway(patient.pathway_key)
         now = uow.clock.now()
@@ -324,8 +323,9 @@ def _change(
             uow.record_only([refused.audit])  # type: ignore[attr-defined]
             raise
         view = outcome_view(outcome, patient, care)  # built before anything is written
-        uow.commit()
-        return {**view, "version": patient.version}
+        answer = lambda: {**view, "version": patient.version}  # noqa: E731 (read after flush)
+        uow.commit(answer)
+        return answer()
 
 
 def _lab_batch(
@@ -371,7 +371,7 @@ def _lab_batch(
             except DomainError as refused:
                 if isinstance(refused, HardBlock):
                     refusals.append(refused.audit)  # type: ignore[attr-defined]
-                answers.append(_refusal(index, item, refused))
+                answers.append(refusal(index, item, refused))
                 continue
             applied.append((index, outcome, patient, care))
         if all_or_nothing and answers:
@@ -400,7 +400,8 @@ def _lab_batch(
         return sorted(answers + built, key=lambda answer: answer["index"])
 
 
-def _refusal(index: int, item: Mapping[str, Any], refused: DomainError) -> dict[str, Any]:
+def refusal(index: int, item: Mapping[str, Any], refused: DomainError) -> dict[str, Any]:
+    """The answer to a refused batch item: what was refused and why (rule IDs of a block)."""
     return {
         "index": index,
         "accepted": False,

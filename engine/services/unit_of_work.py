@@ -9,11 +9,11 @@ transaction, and turns a lost optimistic-locking race (or SQLite's writer lock) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
@@ -25,6 +25,8 @@ from engine.domain.errors import ConcurrencyConflict
 from engine.domain.events import DomainEvent
 from engine.domain.model import AuditRecord, Patient
 from engine.services import message_bus
+from engine.services.admission import Admission
+from engine.services.idempotency import KeyedRequest
 
 
 class PatientRepository(Protocol):
@@ -62,7 +64,7 @@ class UnitOfWork(Protocol):
 
     def __enter__(self) -> UnitOfWork: ...
     def __exit__(self, *exc_info: object) -> None: ...
-    def commit(self) -> None: ...
+    def commit(self, answer: Callable[[], Any] | None = None) -> None: ...
     def rollback(self) -> None: ...
     def record_only(self, records: list[AuditRecord]) -> None: ...
 
@@ -75,25 +77,44 @@ class SqlAlchemyUnitOfWork:
     reminders: SqlReminderStore
     session: Session
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock | None = None):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock | None = None,
+        *,
+        admission: Admission | None = None,
+        keyed: KeyedRequest | None = None,
+    ):
         self._sessions = sessions
         self.clock: Clock = clock or SystemClock()
         self.events_handled: list[DomainEvent] = []
+        self.admission = admission
+        self.keyed = keyed
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = self._sessions()
-        self.patients = SqlPatientRepository(self.session)
+        admit = self.admission.admit if self.admission else None
+        self.patients = SqlPatientRepository(self.session, admit=admit)
         self.audit = SqlAuditLog(self.session)
         self.reminders = SqlReminderStore(self.session)
+        if self.keyed is not None:
+            try:
+                self.keyed.replay_if_answered(self.session)  # before any work
+            except BaseException:
+                self.session.close()
+                raise
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.rollback()
         self.session.close()
 
-    def commit(self) -> None:
+    def commit(self, answer: Callable[[], Any] | None = None) -> None:
         """Handle the patients' events, write audit records and commit; ConcurrencyConflict if
-        another writer won."""
+        another writer won. With a keyed request, `answer()` (the use case's result, read after
+        the flush, so it carries the new version) is stored under the key in the same
+        transaction; if another copy of the request committed first, all of this one is
+        rolled back and `Replay` raised with that copy's answer."""
         seen = list(self.patients.seen.values())
         for patient in seen:
             if patient.audit and patient.id not in self.patients.added:
@@ -106,6 +127,8 @@ class SqlAlchemyUnitOfWork:
                 self.session.flush()
             for patient in seen:
                 self.audit.append(patient.audit)
+            if self.keyed is not None and answer is not None:
+                self._store_answer(answer())
             self.session.commit()
         except StaleDataError as exc:
             self.session.rollback()
@@ -123,6 +146,18 @@ class SqlAlchemyUnitOfWork:
     def rollback(self) -> None:
         self.session.rollback()
         self._forget_recorded()
+
+    def _store_answer(self, result: Any) -> None:
+        assert self.keyed is not None
+        try:
+            self.keyed.store(self.session, result, self.clock.now())
+        except IntegrityError as exc:  # another copy of the request committed first
+            self.session.rollback()
+            self._forget_recorded()
+            self.keyed.replay_if_answered(self.session)
+            raise ConcurrencyConflict(
+                "a request with this Idempotency-Key is in progress; retry"
+            ) from exc
 
     def _forget_recorded(self) -> None:
         for patient in self.patients.seen.values():
