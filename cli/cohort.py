@@ -51,7 +51,7 @@ def _simulation_clock(months: int):
 def run_cohort(url: str, patients: int, months: int, seed: int, enrol_over_months: float):
     """Simulate on `url` with a progress bar (progress lines when stderr is not a terminal);
     exit 1 naming the patient if a plan breaks."""
-    from engine.synthetic_cohort import SimulationError, simulate_cohort
+    from simulation import SimulationError, simulate_cohort
 
     clock = _simulation_clock(months)
     uow_factory = unit_of_work_factory(get_settings(), clock, url)

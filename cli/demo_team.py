@@ -21,7 +21,7 @@ from engine.services.dispatch import dispatch_due_reminders
 from engine.services.patients import review_due_patients
 from engine.services.reminders import DeliveryPolicy
 from engine.services.sign_in import SignInPolicy, set_password
-from engine.synthetic_cohort import CLINICIANS, SITES
+from simulation import CLINICIANS, SITES
 
 ACTOR = "demo"
 #: The demo users: (name, role, site). The coordinator works at one site.

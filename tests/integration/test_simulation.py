@@ -14,7 +14,7 @@ from cli.main import app
 from engine.adapters.database import create_schema, make_engine
 from engine.bootstrap import unit_of_work_factory
 from engine.clock import ManualClock
-from engine.synthetic_cohort import (
+from simulation import (
     DEFAULT_WEIGHTS,
     EXPECTED_FINAL,
     CohortSummary,
