@@ -128,7 +128,7 @@ def server_cpu(pid: int | None) -> float:
 def durable_postgres(server: Any) -> Iterator[None]:
     """The managed private server's data directory served again with the durable settings,
     on the same port; the relaxed server is started again afterwards."""
-    from tests.support.servers import HOST, find_postgres_binary
+    from tests.support.servers import HOST, _parent_death_signal, find_postgres_binary
 
     server.stop("fast")
     log = (Path(server.workdir) / "durable.log").open("ab")
@@ -144,7 +144,13 @@ def durable_postgres(server: Any) -> Iterator[None]:
     ]
     for name, value in settings:
         argv += ["-c", f"{name}={value}"]
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **server._popen_kwargs())
+    process = subprocess.Popen(  # dies with this process, like the test support's server
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_parent_death_signal(signal.SIGQUIT),
+        **server._popen_kwargs(),
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -5,13 +5,15 @@ The real app is served by uvicorn in a child process (`serve`, the clock stopped
 dispatcher) on the database being measured, under the same durability setting. In that child,
 listeners on every SQLAlchemy engine count cursor executions (statements; an executemany is
 one) and transactions begun, committed and rolled back; the bench reads the counters from a
-bench-only route, `GET /_bench/counts`, before and after each round. Cases, rounds interleaved:
+bench-only route, `GET /_bench/counts`, before and after each call. The cases:
 
 * service: `record_lab_result` in this process (the call the route makes), its statements
   counted the same way;
 * HTTP: `POST /patients/{id}/labs` with a lab-interface user's bearer token, one keep-alive
   connection, sequential requests;
 * HTTP + Idempotency-Key: the same with a fresh key on each request.
+
+The cases alternate call by call, so a slow spell of the shared box hits them alike.
 """
 
 from __future__ import annotations
@@ -172,14 +174,13 @@ class HttpFigure:
     backend: str
     durability: str
     case: str
-    round_p50: list[float] = field(default_factory=list)  # ns, each round's median
     latencies: list[float] = field(default_factory=list)  # ns
     calls: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.round_p50) if self.round_p50 else float("nan")
+        return statistics.median(self.latencies) if self.latencies else float("nan")
 
     def per_call(self, name: str) -> float:
         return self.counts[name] / self.calls if self.calls else float("nan")
@@ -191,9 +192,9 @@ def measure_http(
     backend: str,
     durability: Durability,
     patient_ids: list[str],
-    rounds: int,
 ) -> dict[str, HttpFigure]:
-    """The three cases, `rounds` rounds interleaved, each call on a patient of its own."""
+    """The three cases interleaved call by call (A B C A B C ...), each call on a patient of
+    its own; the counters are read around each call, untimed."""
     uow_factory = uow_factory_of(engine)
     user = access.create_user(uow_factory(), "bench", name="lab-bench", role="lab-interface")
     token = access.issue_token(uow_factory(), "bench", user["id"], days=30)["token"]
@@ -228,26 +229,18 @@ def measure_http(
         for k, case in enumerate(CASES):
             for pid in warm[k * 5 : (k + 1) * 5]:
                 calls[case](pid, 80.0)
-        per = len(rest) // (rounds * len(CASES))
         clock = time.perf_counter_ns
-        position = 0
-        for _ in range(rounds):
-            for case in CASES:
+        for i in range(len(rest) // len(CASES)):
+            for k, case in enumerate(CASES):
                 figure = figures[case]
-                mine = rest[position : position + per]
-                position += per
                 before = counters[case]()
-                times = []
-                for i, pid in enumerate(mine):
-                    t0 = clock()
-                    calls[case](pid, 60.0 + i % 80)
-                    times.append(clock() - t0)
+                t0 = clock()
+                calls[case](rest[i * len(CASES) + k], 60.0 + i % 80)
+                figure.latencies.append(clock() - t0)
                 after = counters[case]()
                 for name in COUNTERS:
                     figure.counts[name] += after[name] - before[name]
-                figure.calls += len(mine)
-                figure.latencies += times
-                figure.round_p50.append(statistics.median(times))
+                figure.calls += 1
     finally:
         server.close()
     return figures

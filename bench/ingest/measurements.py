@@ -166,7 +166,11 @@ def measure_ingest(
     one_per_commit(uow_factory, alt(warm), [])  # pool, statement caches, first imports
     floor_per_row(engine, floor_rows(alt(warm)), [])
     figures = {key: Figure(backend, durability, key) for key in PATHS}
-    per_round, long_per_round = len(short_ids) // rounds, len(long_ids) // rounds
+    # whole batches in every round, so each batch carries BATCH results
+    per_round = len(short_ids) // rounds
+    if per_round >= BATCH:
+        per_round -= per_round % BATCH
+    long_per_round = len(long_ids) // rounds
     for r in range(rounds):
         mine = short_ids[r * per_round : (r + 1) * per_round]
         long_mine = long_ids[r * long_per_round : (r + 1) * long_per_round]

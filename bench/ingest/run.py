@@ -49,7 +49,7 @@ class Sizes:
     patients: int
     long: int
     rounds: int
-    http_per_round: int  # calls per case per round
+    http_calls: int  # calls per HTTP case
     concurrent: int  # patients per concurrency run (6 transitions each)
 
 
@@ -91,8 +91,8 @@ def one_pass(
         engine, backend, durability.name, short_ids, long_ids, sizes.rounds, server_pid, seed=2
     )
     out.ingest += figures.values()
-    http_n = 15 + 3 * sizes.rounds * sizes.http_per_round
-    http = measure_http(engine, url, backend, durability, short_ids[-http_n:], sizes.rounds)
+    http_n = 15 + 3 * sizes.http_calls
+    http = measure_http(engine, url, backend, durability, short_ids[-http_n:])
     out.http += http.values()
     engine.dispose()
 
@@ -145,17 +145,17 @@ def postgres_passes(built: list[Patient], sizes: Sizes, out: Collected) -> None:
 
 def main(options: Options) -> int:
     run = banner("bench ingest: lab results through the service layer vs plain inserts", options)
-    n = _int_env("BENCH_INGEST_PATIENTS", options.pick(10_000, 500))
+    n = _int_env("BENCH_INGEST_PATIENTS", options.pick(10_000, 400))
     sizes = Sizes(
         patients=n,
         long=max(30, min(n // 10, 1_000)),
         rounds=options.pick(5, 3),
-        http_per_round=options.pick(60, 10),
-        concurrent=options.pick(400, 40),
+        http_calls=options.pick(300, 30),
+        concurrent=options.pick(400, 32),
     )
     note(
         f"{n:,} patients per database ({sizes.long:,} with {LONG_HISTORY_LABS} earlier labs), "
-        f"{sizes.rounds} rounds; HTTP {sizes.http_per_round} calls per case per round; "
+        f"{sizes.rounds} rounds; HTTP {sizes.http_calls} calls per case; "
         f"{sizes.concurrent} patients x {len(TRANSITION_STEPS)} transitions per writer run"
     )
     t0 = time.perf_counter()

@@ -43,7 +43,7 @@ def test_bench_ingest_paths_and_request_counts_on_sqlite(tmp_path) -> None:
     # floor in one, 8 each, and 2 long-history results
     assert written == 40 + 2 * (5 * 8 + 2)
 
-    http = measure_http(engine, url, "sqlite", DURABLE, ids[4:], 1)
+    http = measure_http(engine, url, "sqlite", DURABLE, ids[4:])
 
     assert set(http) == set(CASES)
     for case in CASES:
