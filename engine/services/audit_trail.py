@@ -1,7 +1,8 @@
 """The audit log: reading it (auditors, within their site; the reading is audited too), and
 recording refused access (who, what, outcome) without revealing whether a patient exists.
 
-Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to audit_queries.py.
+Reading is typed on `SqlAlchemyUnitOfWork` (its session goes to audit_queries.py); recording a
+refusal on the abstract `UnitOfWork`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from engine.domain.errors import UnknownPatient
 from engine.domain.model import AuditRecord
 from engine.services.access_policy import Principal, Resource, enforce
 from engine.services.patient_directory import patient_ref
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 
 #: How a refusal is named in the audit log, by HTTP status.
 REFUSALS = {401: "not-authenticated", 403: "forbidden", 404: "not-found"}
@@ -50,7 +51,7 @@ def audit_entries(
 
 
 def record_refusal(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str | None,
     *,
     surface: str,

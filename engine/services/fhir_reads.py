@@ -9,8 +9,8 @@ and nothing is audited for them.
 by an opaque cursor, never an offset; each search is audited as one `observation_search` line
 naming the caller, the patient searched (if any) and the criteria, never a value.
 
-Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to the queries of
-engine/adapters/fhir_read_queries.py, observation_search.py and work_items.py.
+Read side: typed on `SqlAlchemyUnitOfWork`, whose session it hands to fhir_read_queries.py,
+observation_search.py and work_items.py; `care_plan` reads only the aggregate: `UnitOfWork`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from engine.domain.model import AuditRecord
 from engine.services.access_policy import in_scope
 from engine.services.care_pathways import care_pathway
 from engine.services.patient_views import milestone_view
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 
 
 def patient_record(
@@ -48,7 +48,7 @@ def patient_record(
 
 
 def care_plan(
-    uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, site_scope: str | None = None
+    uow: UnitOfWork, actor: str, patient_id: str, site_scope: str | None = None
 ) -> dict[str, Any]:
     """The pathway version, the state, and every milestone (open and closed) with its reasons."""
     with uow:
@@ -211,7 +211,7 @@ def _scoped(
     return record
 
 
-def _audit_read(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, view: str) -> None:
+def _audit_read(uow: UnitOfWork, actor: str, patient_id: str, view: str) -> None:
     now: datetime = uow.clock.now()
     uow.record_only([AuditRecord(now, actor, "patient_read", patient_id, detail={"view": view})])
 

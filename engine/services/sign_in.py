@@ -44,7 +44,7 @@ from engine.domain.model import AuditRecord, new_id
 from engine.services import access
 from engine.services.access import NotAuthenticated, UnknownUser, token_hash
 from engine.services.access_policy import Principal
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 
 MAX_PASSWORD_LENGTH = 1024
 #: A session's last activity is written at most this often (idle expiry needs no finer grain).
@@ -385,7 +385,7 @@ def _forget(key: str) -> None:
         _CACHE.pop(key, None)
 
 
-def _audit(uow: SqlAlchemyUnitOfWork, actor: str, action: str, detail: dict[str, Any]) -> None:
+def _audit(uow: UnitOfWork, actor: str, action: str, detail: dict[str, Any]) -> None:
     uow.audit.append([AuditRecord(uow.clock.now(), actor, action, None, detail=detail)])
 
 
