@@ -9,6 +9,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends graphviz \
 COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY cli ./cli
+COPY simulation ./simulation
 COPY workers ./workers
 COPY api ./api
 COPY lab_feed ./lab_feed

@@ -23,7 +23,7 @@ venv: $(STAMP)
 
 # Re-install when the project metadata changes or a top-level package first appears
 # (the editable install only maps packages that existed when it ran).
-$(STAMP): $(ROOT)/pyproject.toml $(wildcard $(ROOT)/engine/__init__.py $(ROOT)/cli/__init__.py $(ROOT)/workers/__init__.py $(ROOT)/api/__init__.py $(ROOT)/lab_feed/__init__.py)
+$(STAMP): $(ROOT)/pyproject.toml $(wildcard $(ROOT)/engine/__init__.py $(ROOT)/cli/__init__.py $(ROOT)/simulation/__init__.py $(ROOT)/workers/__init__.py $(ROOT)/api/__init__.py $(ROOT)/lab_feed/__init__.py)
 	@$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); \
 		$(PYTHON) -m venv $(VENV) >/dev/null 2>&1 || { \
 			echo "venv: '$(PYTHON) -m venv' failed; installing python3-venv with apt-get"; \

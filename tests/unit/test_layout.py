@@ -1,5 +1,6 @@
-"""The layout's one-way rule, read from the source: the engine imports no entry point
-(cli, api, workers, lab_feed), and SQLAlchemy stays out of the services and the domain."""
+"""The layout's one-way rule, read from the source: the engine imports no entry point (cli,
+api, workers, lab_feed) nor the simulation that drives it, and SQLAlchemy stays out of the
+services and the domain."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY_POINTS = {"cli", "api", "workers", "lab_feed"}
+ENTRY_POINTS = {"cli", "api", "workers", "lab_feed", "simulation"}
 
 #: Services that still import SQLAlchemy, relative to the repository root. The unit of work is
 #: where the session lives; the others are on their way to engine/adapters/. Shrink-only: the
