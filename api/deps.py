@@ -22,12 +22,11 @@ from api.errors import PreconditionFailed
 from engine.bootstrap import UnitOfWorkFactory
 from engine.clock import Clock
 from engine.config import Settings
-from engine.domain.errors import InvalidInput, UnknownPatient
+from engine.domain.errors import InvalidInput
 from engine.services import access, access_policy
-from engine.services.access_policy import Principal, Resource
+from engine.services.access_policy import Principal
 from engine.services.admission import Admission
 from engine.services.idempotency import KeyedRequest, Replay
-from engine.services.patient_directory import PatientRef, patient_ref
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 
@@ -130,20 +129,6 @@ TokenRevoker = Annotated[Principal, Depends(permit("token.revoke"))]
 PasswordSetter = Annotated[Principal, Depends(permit("password.set"))]
 
 PatientId = Annotated[str, Path(min_length=1, max_length=64, description="Patient id")]
-
-
-def scoped_patient(
-    uow: UnitOfWorkFactory, principal: Principal, action: str, patient_id: str
-) -> PatientRef:
-    """The patient, if the policy lets the caller take `action` on them. A patient of another
-    site is answered 404, exactly like an unknown id, so the answer does not disclose that the
-    patient exists."""
-    ref = patient_ref(uow(), patient_id)
-    missing = partial(UnknownPatient, f"no patient with id {patient_id!r}")
-    access_policy.enforce(principal, action, Resource(ref.site), missing=missing)
-    return ref
-
-
 
 
 _ETAG = re.compile(r'^(?:W/)?"?v?(\d{1,9})"?$')

@@ -9,19 +9,21 @@ precision, units as a clinician writes them): the template shows text, never a r
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.deps import scoped_patient
 from api.pages.session import EventRecorder, Form, PatientViewer, Prescriber, base, render
 from api.pages.timeline import timeline_figure
+from engine.bootstrap import UnitOfWorkFactory
 from engine.domain.errors import DomainError, HardBlock, InvalidInput
 from engine.services import clinical_display as show
 from engine.services import pathway_catalogue
 from engine.services import patients as patient_service
 from engine.services.access import Principal
+from engine.services.admission import Admission
 from engine.services.patient_header import patient_header
 from engine.services.patient_timeline import timeline_series
 
@@ -46,12 +48,10 @@ def record_event(
 ) -> Response:
     """Record a dated clinical event (a fact that changed: weight, cirrhosis, pregnancy...);
     each `f_<field>` is read by the field's type in the pathway data."""
-    _visible(request, principal, patient_id, "event.record")
+    uow = _admitted(request, principal, "event.record")
     kind = str(form.get("kind", "")).strip()
     try:
-        status = patient_service.patient_status(
-            request.app.state.uow_factory(), principal.actor, patient_id
-        )
+        status = patient_service.patient_status(uow(), principal.actor, patient_id)
         definition = pathway_catalogue.pathway(status["pathway"]["key"]).event(kind)
         data = {
             name: _field(str(form.get(f"f_{name}", "")), spec, name)
@@ -64,7 +64,7 @@ def record_event(
         if unknown:
             raise InvalidInput(f"{kind} does not take {', '.join(k[2:] for k in unknown)}")
         patient_service.record_clinical_event(
-            request.app.state.uow_factory(),
+            uow(),
             principal.actor,
             patient_id,
             kind=kind,
@@ -83,12 +83,12 @@ def record_event(
 @router.post("/{patient_id}/orders")
 def order(request: Request, principal: Prescriber, patient_id: PatientId, form: Form) -> Response:
     """Order through the pathway's hard blocks; a refusal is shown with its rule IDs."""
-    _visible(request, principal, patient_id, "order.place")
+    uow = _admitted(request, principal, "order.place")
     entered = {k: form.get(k, "") for k in ("drug", "mg_per_day", "mg_per_kg_day", "route")}
     overrides = _overrides(form)
     try:
         patient_service.order_medication(
-            request.app.state.uow_factory(),
+            uow(),
             principal.actor,
             patient_id,
             drug=entered["drug"],
@@ -126,8 +126,7 @@ def order(request: Request, principal: Prescriber, patient_id: PatientId, form: 
 def _page(
     request: Request, principal: Principal, patient_id: str, status: int = 200, **extra: Any
 ) -> HTMLResponse:
-    _visible(request, principal, patient_id, "patient.read")
-    uow = request.app.state.uow_factory
+    uow = _admitted(request, principal, "patient.read")
     status_view = patient_service.patient_status(uow(), principal.actor, patient_id)
     history = patient_service.patient_history(uow(), principal.actor, patient_id)
     header = patient_header(uow(), principal.actor, patient_id)
@@ -222,9 +221,10 @@ def _order_rows(pathway: Any, orders: list[dict[str, Any]]) -> list[dict[str, An
     return rows
 
 
-def _visible(request: Request, principal: Principal, patient_id: str, action: str) -> None:
-    """The policy's answer, as in the API: a patient of another site is 'unknown'."""
-    scoped_patient(request.app.state.uow_factory, principal, action, patient_id)
+def _admitted(request: Request, principal: Principal, action: str) -> UnitOfWorkFactory:
+    """Units of work that admit the caller to the patient they load, as in the API: a patient
+    of another site is 'unknown' (the policy's answer), checked in the use case's transaction."""
+    return partial(request.app.state.uow_factory, admission=Admission(principal, action))
 
 
 def _overrides(form: dict[str, str]) -> dict[str, str]:

@@ -2,10 +2,12 @@
 service for the page, the API and FHIR), the older filtered list, and one patient's site and
 version.
 
-The API uses `patient_ref` to scope a caller to their site and to check `If-Match` before it
-calls a use case. `search_patients` asks the access policy where the caller may look (their own
-site, whatever they asked for), pages by keyset (a cursor, never an offset) and audits each
-search with what was searched, not the searched names or dates.
+`patient_ref` answers a patient's site and version for the services that scope a request to
+a patient they do not load (order review, the audit trail); a use case that loads the patient
+admits the caller on that load instead (`engine.services.admission`). `search_patients` asks
+the access policy where the caller may look (their own site, whatever they asked for), pages
+by keyset (a cursor, never an offset) and audits each search with what was searched, not the
+searched names or dates.
 """
 
 from __future__ import annotations
