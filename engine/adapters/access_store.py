@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.adapters.access_tables import api_tokens, users
@@ -51,10 +51,11 @@ class SqlAccessStore:
             query = query.where(users.c.site == site)
         return [dict(row._mapping) for row in self.session.execute(query)]
 
-    def user(self, user: str, *, or_name: bool = False) -> Account | None:
-        """The user with this id (or name, with `or_name`), or None."""
-        match = or_(users.c.id == user, users.c.name == user) if or_name else users.c.id == user
-        row = self.session.execute(select(*_PUBLIC, users.c.password_hash).where(match)).first()
+    def user(self, user_id: str) -> Account | None:
+        """The user with this id (by name or id: `SqlLoginStore.account`), or None."""
+        row = self.session.execute(
+            select(*_PUBLIC, users.c.password_hash).where(users.c.id == user_id)
+        ).first()
         return Account(**row._mapping) if row else None
 
     def add_token(self, row: dict[str, Any]) -> None:

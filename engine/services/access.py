@@ -146,8 +146,7 @@ def issue_token(
     if not 1 <= days <= 3650:
         raise InvalidInput("days must be between 1 and 3650")
     with uow:
-        store = SqlAccessStore(uow.session)
-        found = store.user(user, or_name=True)
+        found = SqlLoginStore(uow.session).account(user)
         if found is None or not found.active:
             raise UnknownUser(f"no active user {user!r}")
         may_manage(by, "token.issue", found, user)
@@ -160,7 +159,7 @@ def issue_token(
             "created_at": now,
             "expires_at": now + timedelta(days=days),
         }
-        store.add_token(row)
+        SqlAccessStore(uow.session).add_token(row)
         uow.audit.append(
             [AuditRecord(now, actor, "token_issued", None, detail={"token_id": row["id"]})]
         )
