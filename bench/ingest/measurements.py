@@ -1,14 +1,13 @@
 """Lab results written through the service layer beside the plain-insert floor, on one database
-under one durability setting, rounds interleaved so a slow spell of the shared box hits every
-path alike.
+under one durability setting, interleaved so a slow spell of the shared box hits every path
+alike.
 
 Each round, on its own patients: the service one result per commit (`record_lab_result`), the
-floor one INSERT + COMMIT per row, the service on patients with a long record, the batch service
-(`record_lab_results`, BATCH per unit of work), the floor one executemany + COMMIT per BATCH,
-and the floor in one executemany. A path's rate is the median of its per-round rates; its CPU
-per input is this process's CPU (`time.process_time`) plus, on a managed PostgreSQL server, the
-server's (postmaster and backends), over all rounds.
-"""
+floor one INSERT + COMMIT per row and the service on patients with a long record, alternating in
+PIECES slices; then the batch service (`record_lab_results`, BATCH per unit of work), the floor
+one executemany + COMMIT per BATCH, and the floor in one executemany. A path's rate is the
+median of its per-step rates; its CPU per input is this process's CPU (`time.process_time`)
+plus, on a managed PostgreSQL server, the server's (postmaster and backends), over all steps."""
 
 from __future__ import annotations
 
@@ -31,6 +30,7 @@ from engine.services import patients as service
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
 
 BATCH = 100  # results per record_lab_results call (one unit of work, one commit)
+PIECES = 4  # one-per-commit paths alternate in this many slices per round
 ONE_PER_COMMIT, BATCHED, LONG = "service", "batch", "long"
 FLOOR_ROW, FLOOR_BATCH, FLOOR_ONE = "floor-row", "floor-batch", "floor-one"
 PATHS = {
@@ -50,9 +50,9 @@ class Figure:
     backend: str
     durability: str
     path: str
-    results: list[int] = field(default_factory=list)
+    results: list[int] = field(default_factory=list)  # per step
     seconds: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)  # this process + the server, per round
+    cpu: list[float] = field(default_factory=list)  # this process + the server, per step
     latencies: list[float] = field(default_factory=list)  # ns per call (a batch for batches)
 
     @property
@@ -61,7 +61,7 @@ class Figure:
 
     @property
     def per_second(self) -> float:
-        """Median over rounds of the round's results per second."""
+        """Median over its steps (a round, or a slice of one) of results per second."""
         rates = [n / s for n, s in zip(self.results, self.seconds, strict=True) if s]
         return statistics.median(rates) if rates else 0.0
 
@@ -140,6 +140,13 @@ def floor_batched(engine: Engine, rows: list[dict[str, Any]], size: int, out: li
             out.append(clock() - t0)
 
 
+def _piece(items: list[str], piece: int) -> list[str]:
+    """The `piece`-th of PIECES near-equal slices of `items`."""
+    size, extra = divmod(len(items), PIECES)
+    start = piece * size + min(piece, extra)
+    return items[start : start + size + (piece < extra)]
+
+
 def uow_factory_of(engine: Engine) -> Callable[[], SqlAlchemyUnitOfWork]:
     """Units of work on `engine`, the clock stopped at NOW."""
     return partial(SqlAlchemyUnitOfWork, session_factory(engine), ManualClock(NOW))
@@ -174,16 +181,17 @@ def measure_ingest(
     for r in range(rounds):
         mine = short_ids[r * per_round : (r + 1) * per_round]
         long_mine = long_ids[r * long_per_round : (r + 1) * long_per_round]
-        steps: list[tuple[str, int, Callable[[list[float]], None]]] = [
-            (ONE_PER_COMMIT, len(mine), partial(one_per_commit, uow_factory, alt(mine))),
-            (FLOOR_ROW, len(mine), partial(floor_per_row, engine, floor_rows(alt(mine)))),
-            (LONG, len(long_mine), partial(one_per_commit, uow_factory, alt(long_mine))),
+        steps: list[tuple[str, int, Callable[[list[float]], None]]] = []
+        for piece in range(PIECES):  # one result per commit: service, floor, long, in turn
+            short, long = _piece(mine, piece), _piece(long_mine, piece)
+            steps += [
+                (ONE_PER_COMMIT, len(short), partial(one_per_commit, uow_factory, alt(short))),
+                (FLOOR_ROW, len(short), partial(floor_per_row, engine, floor_rows(alt(short)))),
+                (LONG, len(long), partial(one_per_commit, uow_factory, alt(long))),
+            ]
+        steps += [
             (BATCHED, len(mine), partial(in_batches, uow_factory, alt(mine))),
-            (
-                FLOOR_BATCH,
-                len(mine),
-                partial(floor_batched, engine, floor_rows(alt(mine)), BATCH),
-            ),
+            (FLOOR_BATCH, len(mine), partial(floor_batched, engine, floor_rows(alt(mine)), BATCH)),
             (
                 FLOOR_ONE,
                 len(mine),
@@ -191,6 +199,8 @@ def measure_ingest(
             ),
         ]
         for key, count, run in steps:
+            if not count:
+                continue
             figure = figures[key]
             with Stopwatch(server_pid) as watch:
                 run(figure.latencies)

@@ -49,7 +49,7 @@ def report_ingest(figures: list[Figure], long_labs: int) -> None:
         "CPU/result",
         "vs floor",
         title=(
-            "Lab results written, one ALT result per patient (results/s: median over rounds; "
+            "Lab results written, one ALT result per patient (results/s: median of the steps; "
             f"batch p50/p99 per {BATCH}; CPU: this process + the PostgreSQL server)"
         ),
     )

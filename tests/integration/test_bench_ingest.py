@@ -36,7 +36,7 @@ def test_bench_ingest_paths_and_request_counts_on_sqlite(tmp_path) -> None:
         set(PATHS) - {"long"}, 16
     )
     assert figures["long"].n == 4
-    assert all(len(f.seconds) == 2 and f.per_second > 0 for f in figures.values())
+    assert all(len(f.seconds) >= 2 and f.per_second > 0 for f in figures.values())
     with engine.connect() as conn:
         written = conn.scalar(select(func.count()).select_from(lab_results)) - before
     # warm-up 20 + 20 floor rows, then per round: service, floor row, batch, floor per batch,
