@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.domain.errors import ConcurrencyConflict, DomainError, InvalidInput
-from engine.domain.events import DomainEvent, MilestoneClosed, MilestoneOpened
+from engine.domain.events import DomainEvent
 from engine.domain.model import AuditRecord, Patient
 from engine.services import message_bus
 from engine.services import patients as use_cases
@@ -101,9 +101,9 @@ class InputBatch:
         self.patients = LoadedPatients(uow.patients)
         self.each_at_its_moment = each_at_its_moment
         self.refusals: list[AuditRecord] = []
-        # milestones opened since the last commit: their reminders are not in the database yet
-        self._opened: set[str] = set()
-        self._held: list[Any] = []  # reminders planned since the last commit
+        # what the message bus did at each input's moment, written at the batch's commit
+        self._planned: list[Any] = []
+        self._cancelled: list[tuple[list[str], datetime, str]] = []
 
     def step(self) -> UnitOfWork:
         """The unit of work for one input's use case, inside the batch's transaction."""
@@ -111,25 +111,33 @@ class InputBatch:
 
     def commit(self) -> None:
         """Write everything recorded so far (ConcurrencyConflict if another writer changed one
-        of the patients meanwhile: then nothing since the last commit is written). Reminders
-        planned at each input's moment are written just after the milestones they remind of."""
+        of the patients meanwhile: then nothing since the last commit is written). The reminders
+        planned and cancelled at each input's moment follow the milestones they remind of, in
+        the order they happened."""
         self.uow.commit()
-        if self._held:
-            self.uow.reminders.add(self._held)
-            self._held = []
+        if self._planned or self._cancelled:
+            planned, self._planned = self._planned, []
+            cancelled, self._cancelled = self._cancelled, []
+            self.uow.reminders.add(planned)
+            for milestone_row_ids, now, why in cancelled:
+                self.uow.reminders.cancel_for_milestones(milestone_row_ids, now, why)
             self.uow.commit()
-        self._opened.clear()
 
 
 class _HeldReminders:
-    """The reminder store as an input in a batch sees it: reminders planned at the input's
-    moment wait for the batch's commit (after the rows they refer to); the rest is the store."""
+    """The reminder store as an input in a batch sees it: the reminders planned and cancelled
+    at the input's moment wait for the batch's commit, after the milestones they refer to
+    (one flush for the batch, not one per cancellation); the rest is the store."""
 
     def __init__(self, batch: InputBatch):
         self._batch = batch
 
     def add(self, rows: Iterable[Any]) -> None:
-        self._batch._held.extend(rows)
+        self._batch._planned.extend(rows)
+
+    def cancel_for_milestones(self, milestone_row_ids: list[str], now: datetime, why: str) -> None:
+        if milestone_row_ids:
+            self._batch._cancelled.append((list(milestone_row_ids), now, why))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._batch.uow.reminders, name)
@@ -170,15 +178,8 @@ class _InputStep:
             patient.events.clear()
         if not events:
             return
-        if any(isinstance(e, MilestoneClosed) and e.milestone.id in batch._opened for e in events):
-            # it closes a milestone whose reminders are planned but not written: write them
-            # first, as that milestone's own unit of work would have, so the bus cancels them
-            batch.commit()
         self.events_handled = events
         message_bus.handle(events, self)  # type: ignore[arg-type]
-        batch._opened.update(
-            e.milestone.id for e in events if isinstance(e, MilestoneOpened) and e.milestone.is_open
-        )
 
     def rollback(self) -> None:
         """Forget what this input recorded (with each input at its moment, the patients hold
