@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Integer, bindparam, func, select, update
+from sqlalchemy import Integer, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.adapters.orm import patients
@@ -61,6 +61,43 @@ class SqlReminderStore:
         )
         self._close_items(
             coordinator_items.c.milestone_row_id.in_(milestone_row_ids), now=now, why=why
+        )
+
+    def cancel_for_milestones_each(self, closed: list[tuple[str, datetime, str]]) -> None:
+        """`cancel_for_milestones` for milestones closed at different moments, given as
+        (milestone row id, when, why): one executemany per table, not two statements each
+        (statuses as plain comparisons: an IN list cannot be executed many times)."""
+        if not closed:
+            return
+        rows = [{"row_id": row_id, "at": at, "why": why} for row_id, at, why in closed]
+        self.session.execute(
+            update(reminders)
+            .where(
+                reminders.c.milestone_row_id == bindparam("row_id"),
+                or_(*(reminders.c.status == s for s in ("scheduled", "claimed"))),
+            )
+            .values(
+                status="cancelled", last_error=bindparam("why"), next_attempt_at=bindparam("at")
+            )
+            .execution_options(synchronize_session=False),
+            rows,
+        )
+        self.session.execute(
+            update(coordinator_items)
+            .where(
+                coordinator_items.c.milestone_row_id == bindparam("row_id"),
+                or_(*(coordinator_items.c.status == s for s in ("open", "claimed", "snoozed"))),
+            )
+            .values(
+                status="closed",
+                closed_at=bindparam("at"),
+                closed_by="system",
+                note=bindparam("why"),
+                updated_at=bindparam("at"),
+                version=coordinator_items.c.version + 1,
+            )
+            .execution_options(synchronize_session=False),
+            rows,
         )
 
     # ---- dispatching ---------------------------------------------------------------------

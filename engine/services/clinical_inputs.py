@@ -103,7 +103,7 @@ class InputBatch:
         self.refusals: list[AuditRecord] = []
         # what the message bus did at each input's moment, written at the batch's commit
         self._planned: list[Any] = []
-        self._cancelled: list[tuple[list[str], datetime, str]] = []
+        self._cancelled: list[tuple[str, datetime, str]] = []  # (milestone row id, when, why)
 
     def step(self) -> UnitOfWork:
         """The unit of work for one input's use case, inside the batch's transaction."""
@@ -119,8 +119,7 @@ class InputBatch:
             planned, self._planned = self._planned, []
             cancelled, self._cancelled = self._cancelled, []
             self.uow.reminders.add(planned)
-            for milestone_row_ids, now, why in cancelled:
-                self.uow.reminders.cancel_for_milestones(milestone_row_ids, now, why)
+            self.uow.reminders.cancel_for_milestones_each(cancelled)
             self.uow.commit()
 
 
@@ -136,8 +135,7 @@ class _HeldReminders:
         self._batch._planned.extend(rows)
 
     def cancel_for_milestones(self, milestone_row_ids: list[str], now: datetime, why: str) -> None:
-        if milestone_row_ids:
-            self._batch._cancelled.append((list(milestone_row_ids), now, why))
+        self._batch._cancelled.extend((row_id, now, why) for row_id in milestone_row_ids)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._batch.uow.reminders, name)
