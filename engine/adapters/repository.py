@@ -6,8 +6,9 @@ clinical event (conditions look back without limit: baseline, unbroken normal ru
 ever), the orders that are not stopped, the open alerts, the open milestones and, of the closed
 milestones, only the rows `CarePathway` reads back: per milestone and cycle the latest
 occurrence (numbering, "already scheduled in this cycle") and the latest completed one (the
-`last_completed` anchor). Resolved alerts, stopped orders and older closed milestones stay on
-disk; new rows appended to the loaded collections are still inserted. `for_status` reads what
+`last_completed` anchor), read with Core (`care_loading`: earlier lab results as plain values,
+the rest attached as loaded). Resolved alerts, stopped orders and older closed milestones stay
+on disk; new rows appended to the loaded collections are still inserted. `for_status` reads what
 the status page shows, with Core. A single patient loaded for a request is admitted by the
 request's `admit` (the access policy and the version the caller saw) before anyone reads it.
 """
@@ -16,17 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, event, exists, func, insert, or_, select
-from sqlalchemy.orm import Session, with_loader_criteria
-from sqlalchemy.orm.interfaces import LoaderOption
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.orm import Session
 
+from engine.adapters.care_loading import load_for_care
 from engine.adapters.orm import audit_log, milestones
 from engine.adapters.status_queries import patient_for_status
 from engine.domain.errors import UnknownPatient
-from engine.domain.model import Alert, AuditRecord, MedicationOrder, Milestone, Patient
+from engine.domain.model import AuditRecord, Patient
 
 
 class SqlPatientRepository:
@@ -71,21 +71,10 @@ class SqlPatientRepository:
         return patient
 
     def many_for_care(self, patient_ids: Iterable[str]) -> dict[str, Patient]:
-        """Patients by id, each loaded as `for_care` does, in one SELECT per table.
-
-        Unknown ids are left out of the answer.
-        """
-        wanted = sorted({pid for pid in patient_ids if pid})
-        found: dict[str, Patient] = {}
+        """Patients by id, each loaded as `for_care` does, in one SELECT per table
+        (`care_loading`). Unknown ids are left out of the answer."""
         with self.session.no_autoflush:
-            for start in range(0, len(wanted), 500):
-                query = (
-                    select(Patient)
-                    .where(Patient.id.in_(wanted[start : start + 500]))
-                    .options(*_care_loading())
-                )
-                for patient in self.session.scalars(query):
-                    found[patient.id] = patient
+            found = load_for_care(self.session, patient_ids)
         self.seen.update(found)
         return found
 
@@ -108,35 +97,6 @@ class SqlPatientRepository:
     def ids(self, limit: int | None = None) -> list[str]:
         query = select(Patient.id).order_by(Patient.enrolled_at, Patient.id)
         return list(self.session.scalars(query.limit(limit)))
-
-
-@cache
-def _care_loading() -> tuple[LoaderOption, ...]:
-    """Loader options for `for_care` (built once; the criteria are cached lambdas, so a load
-    costs no more than loading everything did)."""
-    return (
-        with_loader_criteria(MedicationOrder, lambda cls: cls.status != "stopped"),
-        with_loader_criteria(Milestone, _milestones_read_back, track_closure_variables=False),
-        with_loader_criteria(Alert, lambda cls: cls.status == "open"),
-    )
-
-
-def _milestones_read_back(cls: type[Milestone]) -> ColumnElement[bool]:
-    """Open milestones, and per milestone and cycle the latest and the latest completed row."""
-    later = milestones.alias("later")
-    same_series = and_(
-        later.c.patient_id == milestones.c.patient_id,
-        later.c.milestone_id == milestones.c.milestone_id,
-        later.c.cycle == milestones.c.cycle,
-    )
-    latest_occurrence = ~exists().where(same_series, later.c.occurrence > milestones.c.occurrence)
-    latest_completed = and_(
-        milestones.c.status == "completed",
-        ~exists().where(
-            same_series, later.c.status == "completed", later.c.closed_at > milestones.c.closed_at
-        ),
-    )
-    return or_(milestones.c.status == "pending", latest_occurrence, latest_completed)
 
 
 class SqlAuditLog:

@@ -36,7 +36,7 @@ class Situation:
 
     @cached_property
     def labs(self) -> LabHistory:
-        return LabHistory(self.patient.labs)
+        return LabHistory(self.patient.lab_results)
 
     def uln(self, code: str) -> float | None:
         return self.limits.uln(code, self.patient.site)

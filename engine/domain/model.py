@@ -150,6 +150,14 @@ class Patient:
     milestones: list[Milestone] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
 
+    @property
+    def lab_results(self) -> list[Any]:
+        """Every lab result the pathway reads, by time recorded: those a care load brought as
+        earlier values (`earlier_labs`, read-only) and those in `labs` (a whole load, or the
+        results recorded in this unit of work, which are the ones written)."""
+        earlier = self.__dict__.get("_earlier_labs")
+        return [*earlier, *self.labs] if earlier else self.labs
+
     def age_years(self, today: date) -> int:
         """Completed years of age on `today`."""
         years = today.year - self.birth_date.year

@@ -111,7 +111,7 @@ def _evidence(
     result in words (`TPMT 31.0 U/mL`); None when none of them was measured."""
     codes = list(dict.fromkeys(rule["lab"] for rule in spec.get("set_by_results", [])))
     latest = {}
-    for result in sorted(patient.labs, key=lambda r: r.taken_at):
+    for result in sorted(patient.lab_results, key=lambda r: r.taken_at):
         if result.code in codes:
             latest[result.code] = result
     if not latest:

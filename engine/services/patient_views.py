@@ -128,7 +128,7 @@ def history_view(
                 "taken_at": r.taken_at.isoformat(),
                 "source": r.source,
             }
-            for r in sorted(patient.labs, key=lambda r: r.taken_at)
+            for r in sorted(patient.lab_results, key=lambda r: r.taken_at)
         ],
         "events": [
             {"kind": e.kind, "occurred_at": e.occurred_at.isoformat(), "data": e.data}
