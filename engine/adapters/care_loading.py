@@ -2,8 +2,9 @@
 session as already-loaded objects.
 
 The ORM's relationship loaders cost more than the pathway's decision (each loaded row becomes
-an instrumented object through the loading machinery). Here each table is read by one cached
-Core statement for all the patients asked for, and:
+an instrumented object through the loading machinery). Here two cached Core statements read
+all the patients asked for: the patient rows with their events, live orders, milestones and
+open alerts nested as JSON arrays (`nested_rows`), then their lab results; and:
 
 - the lab history becomes plain `RecordedLab` values (never written again: a result is not
   changed once recorded), given to the patient as `earlier_labs`; new results go to
@@ -15,7 +16,8 @@ Core statement for all the patients asked for, and:
   the patient's version is checked as before.
 
 The statements do not depend on the number of patients (ids are an expanding parameter, in
-chunks of 500), so a batch costs the same six statements as one patient.
+chunks of 500) nor on the length of the history, so a batch costs the same two statements as
+one patient.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from engine.adapters.nested_rows import nested, unnested
 from engine.adapters.orm import (
     alerts,
     clinical_events,
@@ -65,80 +68,95 @@ def load_for_care(session: Session, patient_ids: Iterable[str]) -> dict[str, Pat
     wanted = sorted({pid for pid in patient_ids if pid})
     found: dict[str, Patient] = {}
     conn = session.connection()
-    statements = _statements()
+    with_children, labs = _statements(conn.dialect.name)
     for start in range(0, len(wanted), CHUNK):
         ids = {"ids": wanted[start : start + CHUNK]}
-        rows = {name: conn.execute(query, ids).all() for name, query in statements.items()}
-        if not rows["patients"]:
+        rows = conn.execute(with_children, ids).all()
+        if not rows:
             continue
-        children: dict[str, dict[str, list[Any]]] = {
-            name: defaultdict(list) for name in statements if name != "patients"
-        }
-        for row in rows["labs"]:
+        earlier: dict[str, list[RecordedLab]] = defaultdict(list)
+        for row in conn.execute(labs, ids):
             values = row._asdict()
-            children["labs"][values.pop("patient_id")].append(RecordedLab(**values))
-        for name, cls in _BUILT.items():
-            for row in rows[name]:
-                values = row._asdict()
-                owner = values["patient_id"] if cls is Milestone else values.pop("patient_id")
-                children[name][owner].append(cls(**values))
-        for row in rows["patients"]:
-            found[row.id] = _attached(session, row._asdict(), children)
+            earlier[values.pop("patient_id")].append(RecordedLab(**values))
+        for row in rows:
+            values = row._asdict()
+            children = {name: _children(name, values.pop(name)) for name in _CHILDREN}
+            found[row.id] = _attached(session, values, children, earlier.get(row.id, []))
     return found
 
 
-_BUILT: dict[str, type] = {
-    "clinical_events": ClinicalEvent,
-    "orders": MedicationOrder,
-    "milestones": Milestone,
-    "alerts": Alert,
+_CHILDREN: dict[str, tuple[type, Table, tuple[str, ...]]] = {
+    "clinical_events": (ClinicalEvent, clinical_events, ("occurred_at", "recorded_at")),
+    "orders": (MedicationOrder, medication_orders, ("ordered_at",)),
+    "milestones": (Milestone, milestones, ("due_at",)),
+    "alerts": (Alert, alerts, ("raised_at",)),
 }
 
 
-def _attached(session: Session, row: dict[str, Any], children: dict[str, Any]) -> Patient:
+def _children(name: str, value: Any) -> list[Any]:
+    """A nested array as domain objects, in the order the relationship keeps them."""
+    cls, table, order = _CHILDREN[name]
+    rows = unnested(table, value)
+    rows.sort(key=lambda row: tuple(row[column] for column in order))
+    built = []
+    for row in rows:
+        if cls is not Milestone:  # the only child class that keeps its patient id
+            del row["patient_id"]
+        built.append(cls(**row))
+    return built
+
+
+def _attached(
+    session: Session,
+    row: dict[str, Any],
+    children: dict[str, list[Any]],
+    earlier_labs: list[RecordedLab],
+) -> Patient:
     """The patient built from its rows and attached to `session` as loaded (no SQL)."""
-    pid = row["id"]
-    existing = session.identity_map.get(session.identity_key(Patient, (pid,)))
+    existing = session.identity_map.get(session.identity_key(Patient, (row["id"],)))
     if existing is not None:  # already in this unit of work: keep the tracked copy
         return existing
-    built = {name: children[name].get(pid, []) for name in _BUILT}
-    patient = Patient(**row, labs=[], **built)
-    for name in _BUILT:
-        for child in built[name]:
+    patient = Patient(**row, labs=[], **children)
+    for built in children.values():
+        for child in built:
             make_transient_to_detached(child)
     make_transient_to_detached(patient)
     session.add(patient)
-    patient.__dict__["_earlier_labs"] = children["labs"].get(pid, [])
+    patient.__dict__["_earlier_labs"] = earlier_labs
     return patient
 
 
 @cache
-def _statements() -> dict[str, Select]:
-    """One SELECT per table, the ids an expanding parameter (built and compiled once)."""
+def _statements(dialect: str) -> tuple[Select, Select]:
+    """The patients with their events, live orders, milestones read back and open alerts
+    nested, and their lab results: two statements, the ids an expanding parameter."""
     ids = bindparam("ids", expanding=True)
     columns = [c for c in patients.columns if not c.name.endswith("_name_key")]
-    return {
-        "patients": select(*columns).where(patients.c.id.in_(ids)),
-        "labs": select(lab_results)
-        .where(lab_results.c.patient_id.in_(ids))
-        .order_by(lab_results.c.patient_id, lab_results.c.taken_at, lab_results.c.recorded_at),
-        "clinical_events": select(clinical_events)
-        .where(clinical_events.c.patient_id.in_(ids))
-        .order_by(
-            clinical_events.c.patient_id,
-            clinical_events.c.occurred_at,
-            clinical_events.c.recorded_at,
+    mine = patients.c.id
+    with_children = select(
+        *columns,
+        nested(dialect, clinical_events, clinical_events.c.patient_id == mine).label(
+            "clinical_events"
         ),
-        "orders": select(medication_orders)
-        .where(medication_orders.c.patient_id.in_(ids), medication_orders.c.status != "stopped")
-        .order_by(medication_orders.c.patient_id, medication_orders.c.ordered_at),
-        "milestones": select(milestones)
-        .where(milestones.c.patient_id.in_(ids), milestones_read_back())
-        .order_by(milestones.c.patient_id, milestones.c.due_at),
-        "alerts": select(alerts)
-        .where(alerts.c.patient_id.in_(ids), alerts.c.status == "open")
-        .order_by(alerts.c.patient_id, alerts.c.raised_at),
-    }
+        nested(
+            dialect,
+            medication_orders,
+            medication_orders.c.patient_id == mine,
+            medication_orders.c.status != "stopped",
+        ).label("orders"),
+        nested(dialect, milestones, milestones.c.patient_id == mine, milestones_read_back()).label(
+            "milestones"
+        ),
+        nested(dialect, alerts, alerts.c.patient_id == mine, alerts.c.status == "open").label(
+            "alerts"
+        ),
+    ).where(patients.c.id.in_(ids))
+    labs = (
+        select(lab_results)
+        .where(lab_results.c.patient_id.in_(ids))
+        .order_by(lab_results.c.patient_id, lab_results.c.taken_at, lab_results.c.recorded_at)
+    )
+    return with_children, labs
 
 
 def milestones_read_back() -> ColumnElement[bool]:

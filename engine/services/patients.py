@@ -284,7 +284,8 @@ def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> di
         patient = uow.patients.for_status(patient_id)
         now = uow.clock.now()
         view = status_view(patient, care_pathway(patient.pathway_key), now)
-        uow.record_only([_read(now, actor, patient_id, "patient_read", {"view": "status"})])
+        uow.audit.append([_read(now, actor, patient_id, "patient_read", {"view": "status"})])
+        uow.commit()  # the read's audit line, in the read's own transaction
         return view
 
 

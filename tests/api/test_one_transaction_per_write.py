@@ -1,5 +1,6 @@
 """A clinical write over HTTP is one transaction: the patient loaded once, the caller admitted on
-that load (site, role, the version they saw), the Idempotency-Key stored by the same commit.
+that load (site, role, the version they saw), the Idempotency-Key stored by the same commit; a
+status read is one SELECT and its audit line.
 
 Counted with SQLAlchemy's engine events on the app's own engine, on SQLite and PostgreSQL.
 """
@@ -152,3 +153,18 @@ def test_two_copies_of_a_keyed_request_racing_record_the_lab_once(
     assert sum("idempotent-replayed" not in a.headers for a in accepted) <= 1
     with uow_factory() as uow:
         assert len(uow.patients.get(patient_id).labs) == 1
+
+
+@BOTH
+def test_a_status_read_is_one_select_and_its_audit_line_in_one_transaction(
+    app, client, callers, enrol, database_url
+):
+    patient_id = enrol()["patient_id"]
+    client.post(f"/patients/{patient_id}/labs", json=LAB, headers=callers["clinician"])
+
+    with counted(app) as seen:
+        response = client.get(f"/patients/{patient_id}", headers=callers["clinician"])
+
+    assert response.status_code == 200, response.text
+    assert response.json()["next_milestones"]  # nested rows were read
+    assert (seen["SELECT"], seen["INSERT"], seen["BEGIN"], seen["COMMIT"]) == (1, 1, 1, 1), seen

@@ -4,7 +4,8 @@ Over every patient of a simulated cohort (every trajectory: responders, relapses
 acute severe, pregnancy, decompensation...), on SQLite and PostgreSQL: the care load holds the
 same facts, lab history, live orders, open alerts and open milestones as the whole record, and a
 panel of probe inputs (labs that rise and fall, orders, events, a review) applied to either
-answers the same: state, refusals, alerts, milestones scheduled and closed.
+answers the same: state, refusals, alerts, milestones scheduled and closed. The status read's
+one-statement load shows the same status as the whole record.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from engine.bootstrap import unit_of_work_factory
 from engine.clock import ManualClock
 from engine.domain.errors import DomainError
 from engine.services.care_pathways import care_pathway
-from engine.services.patient_views import outcome_view
+from engine.services.patient_views import outcome_view, status_view
 from simulation import simulate_cohort
 
 START = datetime(2024, 1, 8, 9, 0, tzinfo=UTC)
@@ -103,6 +104,9 @@ def test_every_patient_decides_the_same_from_the_care_load_and_the_whole_record(
                     m.id for m in whole.open_milestones()
                 }
                 assert {a.id for a in lean.alerts} == {a.id for a in whole.open_alerts()}
+                care = care_pathway(whole.pathway_key)
+                for_status = care_uow.patients.for_status(patient_id)
+                assert status_view(for_status, care, START) == status_view(whole, care, START)
         for kind, given in PROBES:
             with uow_factory() as uow:
                 from_whole = _decision(uow, uow.patients.get(patient_id), kind, given)
