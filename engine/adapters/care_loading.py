@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -46,21 +45,17 @@ from engine.domain.model import Alert, ClinicalEvent, MedicationOrder, Milestone
 CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedLab:
-    """A lab result recorded earlier, as the pathway reads it (the same fields as `LabResult`;
-    not mapped, so reading a long history builds no ORM objects)."""
+class RecordedLab(NamedTuple):
+    """A lab result recorded earlier, as the pathway reads it: what `LabHistory` and the
+    header read of a `LabResult` (not mapped, and a tuple: reading a long history builds no
+    ORM object per row; the reported value, source and recording time stay in the table)."""
 
     id: str
     code: str
     taken_at: datetime
-    recorded_at: datetime
     value: float | None
     text: str | None
     unit: str | None
-    reported_value: str
-    reported_unit: str | None
-    source: str
 
 
 def load_for_care(session: Session, patient_ids: Iterable[str]) -> dict[str, Patient]:
@@ -75,9 +70,8 @@ def load_for_care(session: Session, patient_ids: Iterable[str]) -> dict[str, Pat
         if not rows:
             continue
         earlier: dict[str, list[RecordedLab]] = defaultdict(list)
-        for row in conn.execute(labs, ids):
-            values = row._asdict()
-            earlier[values.pop("patient_id")].append(RecordedLab(**values))
+        for owner, *values in conn.execute(labs, ids):
+            earlier[owner].append(RecordedLab(*values))
         for row in rows:
             values = row._asdict()
             children = {name: _children(name, values.pop(name)) for name in _CHILDREN}
@@ -152,7 +146,7 @@ def _statements(dialect: str) -> tuple[Select, Select]:
         ),
     ).where(patients.c.id.in_(ids))
     labs = (
-        select(lab_results)
+        select(lab_results.c.patient_id, *(lab_results.c[name] for name in RecordedLab._fields))
         .where(lab_results.c.patient_id.in_(ids))
         .order_by(lab_results.c.patient_id, lab_results.c.taken_at, lab_results.c.recorded_at)
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from uuid import uuid4
 
@@ -48,57 +49,18 @@ class SqlReminderStore:
 
     def cancel_for_milestones(self, milestone_row_ids: list[str], now: datetime, why: str) -> None:
         """Cancel the undelivered reminders and close the live items of closed milestones."""
-        if not milestone_row_ids:
-            return
-        self.session.execute(
-            update(reminders)
-            .where(
-                reminders.c.milestone_row_id.in_(milestone_row_ids),
-                reminders.c.status.in_(("scheduled", "claimed")),
-            )
-            .values(status="cancelled", last_error=why, next_attempt_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        self._close_items(
-            coordinator_items.c.milestone_row_id.in_(milestone_row_ids), now=now, why=why
-        )
+        self.cancel_for_milestones_each([(row_id, now, why) for row_id in milestone_row_ids])
 
     def cancel_for_milestones_each(self, closed: list[tuple[str, datetime, str]]) -> None:
         """`cancel_for_milestones` for milestones closed at different moments, given as
-        (milestone row id, when, why): one executemany per table, not two statements each
-        (statuses as plain comparisons: an IN list cannot be executed many times)."""
+        (milestone row id, when, why): one executemany per table, not two statements each,
+        with statements built once (statuses as plain comparisons: an IN list cannot be
+        executed many times)."""
         if not closed:
             return
         rows = [{"row_id": row_id, "at": at, "why": why} for row_id, at, why in closed]
-        self.session.execute(
-            update(reminders)
-            .where(
-                reminders.c.milestone_row_id == bindparam("row_id"),
-                or_(*(reminders.c.status == s for s in ("scheduled", "claimed"))),
-            )
-            .values(
-                status="cancelled", last_error=bindparam("why"), next_attempt_at=bindparam("at")
-            )
-            .execution_options(synchronize_session=False),
-            rows,
-        )
-        self.session.execute(
-            update(coordinator_items)
-            .where(
-                coordinator_items.c.milestone_row_id == bindparam("row_id"),
-                or_(*(coordinator_items.c.status == s for s in ("open", "claimed", "snoozed"))),
-            )
-            .values(
-                status="closed",
-                closed_at=bindparam("at"),
-                closed_by="system",
-                note=bindparam("why"),
-                updated_at=bindparam("at"),
-                version=coordinator_items.c.version + 1,
-            )
-            .execution_options(synchronize_session=False),
-            rows,
-        )
+        for statement in _cancellations():
+            self.session.execute(statement, rows)
 
     # ---- dispatching ---------------------------------------------------------------------
 
@@ -370,3 +332,34 @@ class SqlReminderStore:
             select(reminders.c.status, func.count()).group_by(reminders.c.status)
         )
         return {status: n for status, n in rows}
+
+
+@cache
+def _cancellations() -> tuple[Any, Any]:
+    """Cancel a closed milestone's unsent reminders; close its live queue items (built once)."""
+    cancel = (
+        update(reminders)
+        .where(
+            reminders.c.milestone_row_id == bindparam("row_id"),
+            or_(*(reminders.c.status == s for s in ("scheduled", "claimed"))),
+        )
+        .values(status="cancelled", last_error=bindparam("why"), next_attempt_at=bindparam("at"))
+        .execution_options(synchronize_session=False)
+    )
+    close = (
+        update(coordinator_items)
+        .where(
+            coordinator_items.c.milestone_row_id == bindparam("row_id"),
+            or_(*(coordinator_items.c.status == s for s in ("open", "claimed", "snoozed"))),
+        )
+        .values(
+            status="closed",
+            closed_at=bindparam("at"),
+            closed_by="system",
+            note=bindparam("why"),
+            updated_at=bindparam("at"),
+            version=coordinator_items.c.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return cancel, close
