@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.adapters.orm import metadata, start_mappers
+
+#: Any error the database driver raised (server away, connection lost, lock timeout...): what
+#: a service retries or lets through, without importing SQLAlchemy itself.
+DatabaseError = DBAPIError
 
 
 def make_engine(url: str, **kwargs) -> Engine:

@@ -2,8 +2,9 @@
 remembered for a sending facility's message control id.
 
 The answer is a row of the idempotency keys table (principal `hl7:<facility>`, key the control
-id), written in the same transaction as the message's results, so a committed message is always
-remembered and a remembered message was always committed.
+id), written by the unit of work in the same transaction as the message's results
+(`KeyedRequest`), so a committed message is always remembered and a remembered message was
+always committed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.adapters.access_tables import idempotency_keys
@@ -49,7 +50,7 @@ def remembered_message(
 ) -> RememberedMessage | None:
     row = session.execute(
         select(idempotency_keys).where(
-            idempotency_keys.c.principal == _principal(facility),
+            idempotency_keys.c.principal == lab_message_principal(facility),
             idempotency_keys.c.key == control_id,
         )
     ).first()
@@ -58,28 +59,6 @@ def remembered_message(
     return RememberedMessage(row.body_hash, row.response or {}, row.created_at)
 
 
-def remember_message(
-    session: Session,
-    facility: str,
-    control_id: str,
-    digest: str,
-    answer: dict[str, Any],
-    now: datetime,
-) -> None:
-    """Insert the message's row; IntegrityError if the control id is already remembered."""
-    session.execute(
-        insert(idempotency_keys).values(
-            principal=_principal(facility),
-            key=control_id,
-            method=METHOD,
-            path=PATH,
-            body_hash=digest,
-            status=200,
-            response=answer,
-            created_at=now,
-        )
-    )
-
-
-def _principal(facility: str) -> str:
+def lab_message_principal(facility: str) -> str:
+    """Whose idempotency key a facility's control id is."""
     return f"hl7:{facility}"[:64]

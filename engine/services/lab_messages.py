@@ -7,30 +7,29 @@ answered from what was remembered instead of being recorded twice. A refused mes
 remembered (nothing of it was written), so a resend after the clinic fixed the cause (enrolled
 the patient, added a local code) is tried again.
 
-Typed on `SqlAlchemyUnitOfWork`: the message is remembered in its session, in the same
-transaction as the results.
+Typed on `SqlAlchemyUnitOfWork`: its reads hand the session to lab_message_store.py; the
+message is remembered by the unit of work's own commit (`KeyedRequest`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
-
 from engine.adapters.lab_message_store import (
+    METHOD,
+    PATH,
     RememberedMessage,
+    lab_message_principal,
     patients_by_record_number,
-    remember_message,
     remembered_message,
 )
-from engine.clock import Clock
-from engine.domain.errors import ConcurrencyConflict
+from engine.services.idempotency import IdempotencyKeyReused, KeyedRequest, Replay
 from engine.services.patients import record_lab_results
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+
+UnitOfWorkFactory = Callable[..., SqlAlchemyUnitOfWork]
 
 ATTEMPTS = 3  # a batch that lost a race with another writer is tried again this many times
 
@@ -72,58 +71,32 @@ def remembered(uow: SqlAlchemyUnitOfWork, key: MessageKey) -> RememberedMessage 
 
 
 def record_lab_message(
-    uow_factory: Callable[[], SqlAlchemyUnitOfWork],
+    uow_factory: UnitOfWorkFactory,
     actor: str,
     key: MessageKey,
     items: list[dict[str, Any]],
 ) -> MessageOutcome:
-    """Record every result of the message or none, remembering the message with them."""
+    """Record every result of the message or none, remembering the message with them: the
+    message is a `KeyedRequest` (principal the sending facility, key its control id, body hash
+    its digest), stored by the results' own commit, as an Idempotency-Key is."""
     answer = {"ack": "AA", "results": len(items)}
+    keyed = KeyedRequest(
+        lab_message_principal(key.facility),
+        key.control_id,
+        METHOD,
+        PATH,
+        key.digest,
+        200,
+        render=lambda result: answer,
+    )
     for _ in range(ATTEMPTS):
-        base = uow_factory()
-        uow = _RememberingUnitOfWork(base._sessions, base.clock, key, answer)
+        uow = uow_factory(keyed=keyed)
         try:
             answers = record_lab_results(lambda uow=uow: uow, actor, items, all_or_nothing=True)
-        except _AlreadyRemembered:
+        except (Replay, IdempotencyKeyReused):  # committed before (or by a copy racing this one)
             return MessageOutcome("replayed", remembered=remembered(uow_factory(), key))
         if all(result["accepted"] for result in answers):
             return MessageOutcome("recorded", answers)
         if any(result["error"] not in ("conflict", "not-applied") for result in answers):
             return MessageOutcome("refused", answers)
     return MessageOutcome("busy", answers)
-
-
-class _AlreadyRemembered(Exception):
-    """Another copy of the message committed first."""
-
-
-class _RememberingUnitOfWork(SqlAlchemyUnitOfWork):
-    """A unit of work whose commit also remembers the message, in the same transaction."""
-
-    def __init__(
-        self, sessions: sessionmaker[Session], clock: Clock, key: MessageKey, answer: dict
-    ):
-        super().__init__(sessions, clock)
-        self._key, self._answer = key, answer
-
-    def commit(self) -> None:
-        now: datetime = self.clock.now()
-        try:
-            with self.session.no_autoflush:  # the base commit flushes the patients, once
-                remember_message(
-                    self.session,
-                    self._key.facility,
-                    self._key.control_id,
-                    self._key.digest,
-                    self._answer,
-                    now,
-                )
-        except IntegrityError:
-            self.rollback()
-            raise _AlreadyRemembered from None
-        except OperationalError as busy:  # SQLite's writer lock, as the base commit treats it
-            self.rollback()
-            if "locked" in str(busy.orig).lower():
-                raise ConcurrencyConflict("the patient record is busy; try again") from busy
-            raise
-        super().commit()

@@ -16,12 +16,12 @@ from engine.domain.events import DomainEvent, MilestoneClosed, MilestoneOpened
 from engine.domain.reminders import plan_reminders
 
 if TYPE_CHECKING:
-    from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+    from engine.services.unit_of_work import UnitOfWork
 
-Handler = Callable[[list[Any], "SqlAlchemyUnitOfWork"], None]
+Handler = Callable[[list[Any], "UnitOfWork"], None]
 
 
-def plan_reminders_of_opened(events: list[MilestoneOpened], uow: SqlAlchemyUnitOfWork) -> None:
+def plan_reminders_of_opened(events: list[MilestoneOpened], uow: UnitOfWork) -> None:
     """Reminders for milestones opened in this unit of work and still open at its end."""
     now = uow.clock.now()
     for event in events:
@@ -30,7 +30,7 @@ def plan_reminders_of_opened(events: list[MilestoneOpened], uow: SqlAlchemyUnitO
             uow.reminders.add(plan_reminders(patient, event.milestone, now))
 
 
-def cancel_reminders_of_closed(events: list[MilestoneClosed], uow: SqlAlchemyUnitOfWork) -> None:
+def cancel_reminders_of_closed(events: list[MilestoneClosed], uow: UnitOfWork) -> None:
     """Cancel what was planned for milestones closed in this unit of work (one statement)."""
     opened_here = {id(e.milestone) for e in uow.events_handled if isinstance(e, MilestoneOpened)}
     closed = [e.milestone.id for e in events if id(e.milestone) not in opened_here]
@@ -43,7 +43,7 @@ HANDLERS: dict[type[DomainEvent], list[Handler]] = {
 }
 
 
-def handle(events: Iterable[DomainEvent], uow: SqlAlchemyUnitOfWork) -> None:
+def handle(events: Iterable[DomainEvent], uow: UnitOfWork) -> None:
     """Run each kind's handlers once over that kind's events, in the order kinds first appear."""
     by_kind: dict[type[DomainEvent], list[DomainEvent]] = defaultdict(list)
     for event in events:

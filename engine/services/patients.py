@@ -3,7 +3,8 @@
 Each runs in a unit of work and returns a plain view. A hard block is audited in its own
 transaction and re-raised; nothing else of the refused action is written. `record_lab_results`
 takes a batch of results (a lab interface's file, a FHIR transaction Bundle) in one unit of
-work and answers item by item.
+work and answers item by item. Typed on the `UnitOfWork` protocol: they run on a fake in the
+fast tests (tests/unit/test_patient_use_cases.py) as on the database.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from engine.domain.facts import checked_facts
 from engine.domain.model import AuditRecord, Patient
 from engine.services.care_pathways import care_pathway
 from engine.services.patient_views import history_view, outcome_view, status_view
-from engine.services.unit_of_work import SqlAlchemyUnitOfWork
+from engine.services.unit_of_work import UnitOfWork
 
 
 def enrol_patient(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     *,
     site: str,
@@ -70,7 +71,7 @@ def enrol_patient(
 
 
 def record_lab_result(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     patient_id: str,
     *,
@@ -94,7 +95,7 @@ def record_lab_result(
 
 
 def record_lab_results(
-    uow: SqlAlchemyUnitOfWork | Callable[[], SqlAlchemyUnitOfWork],
+    uow: UnitOfWork | Callable[[], UnitOfWork],
     actor: str,
     results: Iterable[Mapping[str, Any]],
     *,
@@ -119,7 +120,7 @@ def record_lab_results(
     items = [dict(item) for item in results]
     if not items:
         return []
-    fresh = uow if not isinstance(uow, SqlAlchemyUnitOfWork) else (lambda: uow)
+    fresh = (lambda: uow) if hasattr(uow, "commit") else uow  # a unit of work, or a factory
     try:
         return _lab_batch(fresh(), actor, list(enumerate(items)), all_or_nothing)
     except ConcurrencyConflict as conflict:
@@ -141,7 +142,7 @@ def record_lab_results(
 
 
 def record_clinical_event(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     patient_id: str,
     *,
@@ -163,7 +164,7 @@ def record_clinical_event(
 
 
 def order_medication(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     patient_id: str,
     *,
@@ -196,13 +197,13 @@ def order_medication(
     )
 
 
-def review_patient(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
+def review_patient(uow: UnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
     """Re-evaluate time-based guards now (6-month response, 2-week acute severe review)."""
     return _change(uow, actor, patient_id, None, lambda care, p, now: care.review(p, now, actor))
 
 
 def review_due_patients(
-    uow_factory: Callable[[], SqlAlchemyUnitOfWork], actor: str = "system", limit: int = 500
+    uow_factory: Callable[[], UnitOfWork], actor: str = "system", limit: int = 500
 ) -> int:
     """Run the time-based review for every patient whose review milestone has fallen due."""
     with uow_factory() as uow:
@@ -219,7 +220,7 @@ def review_due_patients(
 
 
 def what_if(
-    uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str, *, kind: str, **given: Any
+    uow: UnitOfWork, actor: str, patient_id: str, *, kind: str, **given: Any
 ) -> dict[str, Any]:
     """Evaluate a hypothetical lab, event or order; write nothing but the read audit."""
     actions: dict[str, Callable[[CarePathway, Patient, datetime], Outcome]] = {
@@ -278,7 +279,7 @@ def what_if(
         return result
 
 
-def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
+def patient_status(uow: UnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
     """State, regimen, next milestones and open alerts, each with its reason (audited read)."""
     with uow:
         patient = uow.patients.for_status(patient_id)
@@ -289,7 +290,7 @@ def patient_status(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> di
         return view
 
 
-def patient_history(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
+def patient_history(uow: UnitOfWork, actor: str, patient_id: str) -> dict[str, Any]:
     """Transitions, labs, events, orders, milestones and refusals (audited read)."""
     with uow:
         patient = uow.patients.get(patient_id)
@@ -303,7 +304,7 @@ def patient_history(uow: SqlAlchemyUnitOfWork, actor: str, patient_id: str) -> d
 
 
 def _change(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     patient_id: str,
     expected_version: int | None,
@@ -330,7 +331,7 @@ def _change(
 
 
 def _lab_batch(
-    uow: SqlAlchemyUnitOfWork,
+    uow: UnitOfWork,
     actor: str,
     indexed: list[tuple[int, dict[str, Any]]],
     all_or_nothing: bool = False,

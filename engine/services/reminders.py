@@ -28,8 +28,7 @@ from email.message import EmailMessage
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
+from engine.adapters.database import DatabaseError
 from engine.adapters.delivery_journal import DeliveryJournal, ProcessJournal
 from engine.adapters.mail import DeliveryError, Mailer
 from engine.config import Settings
@@ -180,7 +179,7 @@ def deliver_reminder_batch(
         for reminder in emails:
             try:
                 ready.append((reminder, _compose(reminder, contacts.get(reminder.id), policy, now)))
-            except DBAPIError:
+            except DatabaseError:
                 raise
             except Exception as exc:  # no address, opted out, or the message cannot be built
                 refused.fail(reminder, _why_not_built(exc), now)
@@ -285,7 +284,7 @@ def _record(uow: UnitOfWork, policy: DeliveryPolicy, token: str, done: _Outcomes
                 done.write(uow, token)
                 uow.commit()
             return
-        except DBAPIError:
+        except DatabaseError:
             if time.monotonic() >= deadline:
                 raise
             log.warning("%d reminder outcomes not recorded yet; trying again", len(done.rows))

@@ -128,8 +128,8 @@ class SqlAlchemyUnitOfWork:
                 self.session.flush()
             for patient in seen:
                 self.audit.append(patient.audit)
-            if self.keyed is not None and answer is not None:
-                self._store_answer(answer())
+            if self.keyed is not None:  # stored with the work, or the work is not done
+                self._store_answer(answer() if answer is not None else None)
             self.session.commit()
         except StaleDataError as exc:
             self.session.rollback()

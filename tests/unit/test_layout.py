@@ -16,8 +16,6 @@ ENTRY_POINTS = {"cli", "api", "workers", "lab_feed", "simulation"}
 SQLALCHEMY_IN_SERVICES = {
     "engine/services/unit_of_work.py",  # the SQLAlchemy unit of work (session, commit, retry)
     "engine/services/idempotency.py",  # Session in a type hint only
-    "engine/services/lab_messages.py",  # its own session for the HL7 message log
-    "engine/services/reminders.py",  # DBAPIError while delivering reminders
 }
 
 
