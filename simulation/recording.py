@@ -6,35 +6,52 @@ decides it through `CarePathway` and the same guards. In a batch, each input's d
 to the message bus at its own virtual moment and the batch commits at the end of the tick (and
 before the review sweep reads the database), so the database ends as if the inputs had come one
 by one, without a load and a commit per input. `one_by_one=True` keeps the unit of work per
-input (the reference the batched path is tested against).
+input (the reference the batched path is tested against). With `held_only` (one of several
+worker processes, each with its share of the cohort) the sweep reviews only the patients this
+recorder's batch holds: the other shares are another process's to review.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 
 from engine.adapters.cohort_figures import states_of
-from engine.services.clinical_inputs import InputBatch
+from engine.services.clinical_inputs import InputBatch, LoadedPatients
 from engine.services.patients import review_due_patients
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork, UnitOfWork
 
 UnitOfWorkFactory = Callable[[], SqlAlchemyUnitOfWork]
 
 
+class _HeldPatients(LoadedPatients):
+    """The batch's patients, whose due reviews are only those of the patients it holds."""
+
+    def with_due_reviews(self, now: datetime, milestone_ids: list[str], limit: int) -> list[str]:
+        due = super().with_due_reviews(now, milestone_ids, 2**31 - 1)  # all, then the held
+        return [pid for pid in due if pid in self.kept][:limit]
+
+
 class Recorder:
     """Units of work for the plans' inputs; `with recorder:` around the whole run."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, *, one_by_one: bool = False):
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, *, one_by_one: bool = False, held_only: bool = False
+    ):
+        if one_by_one and held_only:
+            raise ValueError("a share of the cohort is recorded in batches")
         self.uow_factory = uow_factory
         self.one_by_one = one_by_one
+        self.held_only = held_only
         self._uow: SqlAlchemyUnitOfWork | None = None
         self._batch: InputBatch | None = None
 
     def __enter__(self) -> Recorder:
         if not self.one_by_one:
             self._uow = self.uow_factory().__enter__()
-            self._batch = InputBatch(self._uow, each_at_its_moment=True)
+            held = _HeldPatients if self.held_only else LoadedPatients
+            self._batch = InputBatch(self._uow, each_at_its_moment=True, patients=held)
         return self
 
     def __exit__(

@@ -4,6 +4,7 @@ its plain-text report (the CLI prints the same figures as rich tables)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -155,6 +156,19 @@ class SimulationCounts:
     refusals: Counter[str] = field(default_factory=Counter)  # by rule ID
     refusals_by_block: Counter[str] = field(default_factory=Counter)
     block_rules: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def total(cls, shares: Iterable[SimulationCounts]) -> SimulationCounts:
+        """The counts of a run from those of its shares."""
+        total = cls()
+        for share in shares:
+            total.inputs += share.inputs
+            total.enrolled += share.enrolled
+            total.reviews += share.reviews
+            total.refusals.update(share.refusals)
+            total.refusals_by_block.update(share.refusals_by_block)
+            total.block_rules.update(share.block_rules)
+        return total
 
     def refused(self, block_id: str, rule_ids: list[str]) -> None:
         """Count an expected refusal under its block and each rule it cites."""

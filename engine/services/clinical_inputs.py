@@ -47,11 +47,14 @@ INPUT_FIELDS: dict[str, tuple[str, ...]] = {
 
 
 class LoadedPatients:
-    """The batch's patients: loaded from the repository the first time, then kept. Records which
-    patients the current input touched."""
+    """The batch's patients: loaded from the repository the first time, then kept (`kept`).
+    The repository's `seen`, which the unit of work's commit goes through, holds only those
+    touched since the last commit (`since_commit()` empties it), so a commit costs what changed,
+    not every patient the batch holds. Records which patients the current input touched."""
 
     def __init__(self, repository: PatientRepository):
         self._repository = repository
+        self.kept: dict[str, Patient] = {}
         self.touched: dict[str, Patient] = {}
 
     @property
@@ -62,31 +65,34 @@ class LoadedPatients:
     def added(self) -> set[str]:
         return self._repository.added
 
+    def since_commit(self) -> None:
+        """The last commit wrote every patient touched so far: start afresh."""
+        self._repository.seen.clear()
+
+    def _touch(self, patient: Patient) -> Patient:
+        self.kept[patient.id] = self.touched[patient.id] = self.seen[patient.id] = patient
+        return patient
+
     def add(self, patient: Patient) -> None:
         self._repository.add(patient)
-        self.touched[patient.id] = patient
+        self._touch(patient)
 
     def get(self, patient_id: str) -> Patient:
-        patient = self._repository.get(patient_id)
-        self.touched[patient.id] = patient
-        return patient
+        return self._touch(self._repository.get(patient_id))
 
     def for_care(self, patient_id: str) -> Patient:
-        patient = self.seen.get(patient_id) or self._repository.for_care(patient_id)
-        self.touched[patient.id] = patient
-        return patient
+        kept = self.kept.get(patient_id)
+        return self._touch(kept if kept is not None else self._repository.for_care(patient_id))
 
     def for_status(self, patient_id: str) -> Patient:
         return self._repository.for_status(patient_id)  # type: ignore[attr-defined]
 
     def many_for_care(self, patient_ids: Iterable[str]) -> dict[str, Patient]:
         wanted = list(dict.fromkeys(patient_ids))
-        missing = [pid for pid in wanted if pid not in self.seen]
-        if missing:
-            self._repository.many_for_care(missing)
-        found = {pid: self.seen[pid] for pid in wanted if pid in self.seen}
-        self.touched.update(found)
-        return found
+        missing = [pid for pid in wanted if pid not in self.kept]
+        found = self._repository.many_for_care(missing) if missing else {}
+        found.update({pid: self.kept[pid] for pid in wanted if pid in self.kept})
+        return {pid: self._touch(found[pid]) for pid in wanted if pid in found}
 
     def with_due_reviews(self, now: datetime, milestone_ids: list[str], limit: int) -> list[str]:
         """Read from the database: commit the batch first to see its own changes."""
@@ -96,9 +102,15 @@ class LoadedPatients:
 class InputBatch:
     """An open unit of work that inputs are recorded in one after another."""
 
-    def __init__(self, uow: UnitOfWork, *, each_at_its_moment: bool = False):
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        *,
+        each_at_its_moment: bool = False,
+        patients: type[LoadedPatients] = LoadedPatients,
+    ):
         self.uow = uow
-        self.patients = LoadedPatients(uow.patients)
+        self.patients = patients(uow.patients)
         self.each_at_its_moment = each_at_its_moment
         self.refusals: list[AuditRecord] = []
         # what the message bus did at each input's moment, written at the batch's commit
@@ -115,6 +127,7 @@ class InputBatch:
         planned and cancelled at each input's moment follow the milestones they remind of, in
         the order they happened."""
         self.uow.commit()
+        self.patients.since_commit()
         if self._planned or self._cancelled:
             planned, self._planned = self._planned, []
             cancelled, self._cancelled = self._cancelled, []
@@ -237,7 +250,7 @@ def record_clinical_inputs(
             ]
         for answer in answers:
             if answer["accepted"]:
-                answer["version"] = batch.patients.seen[answer["patient_id"]].version
+                answer["version"] = batch.patients.kept[answer["patient_id"]].version
     return answers
 
 

@@ -74,24 +74,32 @@ def _database_content(path: Path) -> dict[str, Counter[tuple]]:
     return content
 
 
-def test_a_tick_recorded_in_one_batch_ends_as_one_unit_of_work_per_input(tmp_path: Path) -> None:
+def test_batched_and_split_between_processes_a_cohort_ends_as_with_a_unit_of_work_per_input(
+    tmp_path: Path,
+) -> None:
     cohort = {"patients": 20, "months": 12, "seed": 3, "tpmt_deficient": 0.1}
-    batched = _simulate(tmp_path, "batched.db", **cohort)
     one_by_one = _simulate(tmp_path, "one_by_one.db", one_by_one=True, **cohort)
+    reference = _database_content(tmp_path / "one_by_one.db")
+    assert sum(reference["reminders"].values()) > 0
+    assert sum(one_by_one.refusals.values()) >= 1
 
-    assert batched.final_states == one_by_one.final_states
-    assert batched.refusals == one_by_one.refusals and sum(batched.refusals.values()) >= 1
-    assert (batched.inputs, batched.transitions, batched.reviews) == (
-        one_by_one.inputs,
-        one_by_one.transitions,
-        one_by_one.reviews,
-    )
-    assert batched.alerts == one_by_one.alerts
-    # labs, events, orders, milestones, alerts, audit rows, reminders planned and cancelled
-    # (with their moments): the same rows
-    batched_rows = _database_content(tmp_path / "batched.db")
-    assert batched_rows == _database_content(tmp_path / "one_by_one.db")
-    assert sum(batched_rows["reminders"].values()) > 0
+    for name, workers in (("batched.db", 1), ("two_processes.db", 2)):
+        batched = _simulate(tmp_path, name, workers=workers, **cohort)
+
+        assert batched.final_states == one_by_one.final_states
+        assert batched.refusals == one_by_one.refusals
+        assert (batched.inputs, batched.transitions, batched.reviews) == (
+            one_by_one.inputs,
+            one_by_one.transitions,
+            one_by_one.reviews,
+        )
+        assert batched.alerts == one_by_one.alerts
+        assert [r.final_state for r in batched.records] == [
+            r.final_state for r in one_by_one.records
+        ]
+        # labs, events, orders, milestones, alerts, audit rows, reminders planned and
+        # cancelled (with their moments): the same rows
+        assert _database_content(tmp_path / name) == reference, name
 
 
 def test_a_mixed_cohort_ends_every_trajectory_in_its_expected_states(tmp_path: Path) -> None:
