@@ -23,7 +23,7 @@ from engine.bootstrap import UnitOfWorkFactory
 from engine.clock import Clock
 from engine.config import Settings
 from engine.domain.errors import InvalidInput
-from engine.services import access, access_policy
+from engine.services import access, access_policy, fhir_reads
 from engine.services.access_policy import Principal
 from engine.services.admission import Admission
 from engine.services.idempotency import KeyedRequest, Replay
@@ -212,10 +212,18 @@ class Once:
         try:
             body = render(work(uow))
         except Replay as replay:
+            if admission is not None:  # the caller may have lost the patient since
+                self._admit_again(admission)
             response = _answer(replay.stored.body, replay.stored.status, location)
             response.headers["Idempotent-Replayed"] = "true"
             return response
         return _answer(body, status_code, location)
+
+    def _admit_again(self, admission: Admission) -> None:
+        """The policy on the route's patient as it is now (its site), before a replay."""
+        patient_id = str(self.request.path_params.get("patient_id", ""))
+        site = fhir_reads.patient_sites(self.uow(), [patient_id]).get(patient_id)
+        admission.admit_at(patient_id, site)
 
 
 def _rendered(model: type[BaseModel], result: Any) -> Any:

@@ -28,7 +28,7 @@ from api.deps import (
     etag,
     reject_unknown_query,
 )
-from api.errors import problems
+from api.errors import PreconditionFailed, problems
 from engine.services import patients as service
 from engine.services.access_policy import Resource, enforce, listing_scope
 from engine.services.patient_directory import list_patients, search_patients
@@ -234,11 +234,16 @@ def order(
 def _record(use_case, body, principal, patient_id, admission, once) -> Response:
     """Run a clinical-input use case once (Idempotency-Key) in one unit of work, which admits
     the caller to the patient it loads (site, the route's action, the version the caller saw:
-    `If-Match`, else the body's `expected_version`); the request's fields are the use case's
-    keyword arguments."""
+    `If-Match`, else the body's `expected_version`; 412 if both are given and differ); the
+    request's fields are the use case's keyword arguments."""
     fields = {name: getattr(body, name) for name in type(body).model_fields}
     if admission.expected_version is None:
         admission = replace(admission, expected_version=fields["expected_version"])
+    elif fields["expected_version"] not in (None, admission.expected_version):
+        raise PreconditionFailed(  # one of the two is stale, whatever the patient's version
+            f"If-Match names version {admission.expected_version} but expected_version "
+            f"{fields['expected_version']}; reload and retry"
+        )
     fields["expected_version"] = None  # the admission checks it on the loaded patient
     return once(
         lambda uow: use_case(uow, principal.actor, patient_id, **fields),

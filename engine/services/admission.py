@@ -30,10 +30,18 @@ class Admission:
 
     def admit(self, patient: Patient) -> None:
         """Return if the caller may go on; UnknownPatient, Forbidden or StaleVersion if not."""
-        missing = partial(UnknownPatient, f"no patient with id {patient.id!r}")
-        access_policy.enforce(self.principal, self.action, Resource(patient.site), missing=missing)
+        self.admit_at(patient.id, patient.site)
         if self.expected_version is not None and patient.version != self.expected_version:
             raise StaleVersion(
                 f"the patient is at version {patient.version}, not {self.expected_version}; "
                 "reload and retry"
             )
+
+    def admit_at(self, patient_id: str, site: str | None) -> None:
+        """The policy alone, on a patient at `site` (None: no such patient): a replayed answer
+        is given again only to a caller who may still take the action on that patient (the
+        version is not checked: the replay answers what was already done)."""
+        missing = partial(UnknownPatient, f"no patient with id {patient_id!r}")
+        if site is None:
+            raise missing()
+        access_policy.enforce(self.principal, self.action, Resource(site), missing=missing)
