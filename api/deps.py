@@ -204,7 +204,7 @@ class Once:
                 self.key,
                 self.request.method,
                 self.request.url.path,
-                _body_hash(self.request.state.body),
+                _body_hash(self.request.state.body, f"{self.principal.actor}\n{self.key}"),
                 status_code,
                 render,
             )
@@ -241,12 +241,31 @@ def _answer(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _body_hash(raw: bytes) -> str:
+#: Body fields that are secrets: the request's hash, kept with its Idempotency-Key, holds one
+#: only through a slow derivation salted by the principal and the key, so that a reader of the
+#: database cannot test guesses of a user's password against a fast hash.
+SECRET_FIELDS = frozenset({"password"})
+
+
+def _body_hash(raw: bytes, salt: str) -> str:
     try:
-        canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
+        body = json.loads(raw)
     except ValueError:
-        canonical = raw
+        return hashlib.sha256(raw).hexdigest()
+    if isinstance(body, dict):
+        body = {
+            name: _slow_digest(value, salt)
+            if name in SECRET_FIELDS and isinstance(value, str)
+            else value
+            for name, value in body.items()
+        }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()
+
+
+def _slow_digest(secret: str, salt: str) -> str:
+    key = secret.encode("utf-8", "surrogatepass")
+    return hashlib.scrypt(key, salt=salt.encode("utf-8", "surrogatepass"), n=2**14, r=8, p=1).hex()
 
 
 async def get_once(

@@ -5,6 +5,8 @@ native API, the FHIR facade and the pages, on SQLite and (where it races) Postgr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from typing import Any
 
@@ -243,6 +245,30 @@ def test_a_replay_after_the_patient_left_the_callers_site_is_refused_like_a_stra
     assert "idempotent-replayed" not in again.headers and '"version"' not in again.text
     new = _audit(uow_factory)[len(before) :]
     assert [(row["action"], row["patient_id"]) for row in new] == [("access_refused", None)], new
+
+
+def test_a_keyed_user_creation_keeps_no_fast_hash_of_the_password(client, callers, uow_factory):
+    body = {
+        "name": "nurse-n",
+        "role": "coordinator",
+        "site": "north",
+        "password": "correct horse battery staple",
+    }
+    headers = {**callers["admin"], "Idempotency-Key": "new-user"}
+
+    created = client.post("/users", json=body, headers=headers)
+    again = client.post("/users", json=body, headers=headers)
+    other = client.post(
+        "/users", json={**body, "password": "another long passphrase"}, headers=headers
+    )
+
+    assert created.status_code == again.status_code == 201, created.text
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert other.status_code == 422  # the key, reused with another password
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    with uow_factory() as uow:
+        stored = uow.session.execute(select(idempotency_keys.c.body_hash)).scalar_one()
+    assert stored != hashlib.sha256(canonical).hexdigest()  # no offline guessing at GPU speed
 
 
 # --- concurrent copies on PostgreSQL -------------------------------------------------------
