@@ -109,6 +109,7 @@ def test_a_refused_status_read_audits_no_read_and_an_allowed_one_exactly_one(
     assert len(_audit(uow_factory, south)) == before  # nothing about the patient itself
     reads = [r for r in _audit(uow_factory, north["patient_id"]) if r["action"] == "patient_read"]
     assert allowed.status_code == 200 and len(reads) == len(reads_before) + 1 == 1
+    assert allowed.json()["version"] == north["version"]  # a read bumps no version
 
 
 def test_another_sites_patient_and_an_unknown_id_answer_alike_on_every_read_and_write(
@@ -288,6 +289,8 @@ def test_racing_copies_of_a_keyed_enrolment_enrol_once_and_never_500(
     assert {a.headers["location"] for a in created} == {created[0].headers["location"]}
     with uow_factory() as uow:
         assert uow.session.execute(select(func.count()).select_from(patients)).scalar() == 1
+    enrolled = [row for row in _audit(uow_factory) if row["action"] == "patient_enrolled"]
+    assert len(enrolled) == 1  # the copies that lost left no audit line
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
