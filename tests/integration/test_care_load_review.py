@@ -349,6 +349,9 @@ def test_two_inputs_for_one_patient_in_one_batch_answer_as_one_by_one(uow_factor
         {"kind": "order", "drug": "prednisolone", "mg_per_day": 30.0},
         {"kind": "lab", "code": "HBSAG", "value": "positive"},
         {"kind": "order", "drug": "azathioprine", "mg_per_kg_day": 1},
+        {"kind": "event", "event": "cirrhosis_diagnosed", "data": {"method": "biopsy"}},
+        {"kind": "order", "drug": "budesonide", "mg_per_day": 9},  # SAFE-BUD-CIRRHOSIS
+        {"kind": "lab", "code": "ALT", "value": 25, "unit": "U/L"},
     ]
     answers = record_clinical_inputs(
         uow_factory(), "dr-a", [{**item, "patient_id": batched} for item in inputs]
@@ -368,8 +371,12 @@ def test_two_inputs_for_one_patient_in_one_batch_answer_as_one_by_one(uow_factor
     assert [plain(a) for a in answers] == [plain(a) for a in one_by_one]
     _same_record(uow_factory, batched, clock.now())
     with uow_factory() as uow:
-        version = uow.patients.get(batched).version
-    assert [a["accepted"] for a in answers] == [True, True, True, True, False]  # IND-AZA-DELAY
+        whole, twin = uow.patients.get(batched), uow.patients.get(single)
+        version = whole.version
+        assert sorted(o.drug for o in whole.orders) == sorted(o.drug for o in twin.orders)
+        assert whole.facts == twin.facts
+    accepted = [True, True, True, True, False, True, False, True]  # IND-AZA-DELAY, SAFE-BUD-...
+    assert [a["accepted"] for a in answers] == accepted
     assert {a["version"] for a in answers if a["accepted"]} == {version}
 
 
@@ -459,6 +466,29 @@ def test_a_session_in_another_time_zone_loads_the_same_moments(postgres_url, zon
             uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30
         )
         _same_record(uow_factory, patient_id, clock.now())
+        oldest = service.enrol_patient(  # local mean time then: offsets with seconds
+            uow_factory(),
+            "dr-test",
+            site="north",
+            clinician="dr-a",
+            birth_date="1899-12-31",
+            sex="M",
+            weight_kg=70.0,
+            facts={"cirrhosis": False},
+        )["patient_id"]
+        first_moment = datetime(1900, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+        service.record_clinical_event(
+            uow_factory(),
+            "dr-a",
+            oldest,
+            kind="elastography",
+            data={"kpa": 9.0},
+            occurred_at=first_moment,
+        )
+        _same_record(uow_factory, oldest, clock.now())
+        with uow_factory() as uow:
+            events = uow.patients.for_care(oldest).clinical_events
+            assert [e.occurred_at for e in events] == [first_moment]
     finally:
         engine.dispose()
 
