@@ -327,7 +327,15 @@ def _written(uow_factory, patient_id: str) -> Any:
             ),
             "alerts": sorted(json.dumps(_row(a, ALERT[1:]), default=str) for a in whole.alerts),
         }
-    return json.loads(json.dumps(rows, default=str).replace(patient_id, "P"))
+        row_ids = [patient_id] + [
+            r.id
+            for kind in ("orders", "alerts", "milestones", "labs")
+            for r in getattr(whole, kind)
+        ]
+    written = json.dumps(rows, default=str)
+    for row_id in row_ids:  # events and keys name rows by their random ids
+        written = written.replace(row_id, "R")
+    return json.loads(written)
 
 
 def _call(uow, use_case: str, patient_id: str, given: dict[str, Any]) -> Any:
