@@ -3,8 +3,9 @@
 `nested(child, where)` is a correlated scalar subquery that aggregates the child rows matching
 `where` into a JSON array of objects (SQLite `json_group_array(json_object(...))`, PostgreSQL
 `json_agg(json_build_object(...))`); `unnested(child, value)` reads it back as plain dicts with
-the values the table's columns would have given (aware UTC datetimes, floats, booleans,
-decoded JSON), so the domain objects built from them are the same as from plain rows.
+the values the table's columns would have given (aware UTC datetimes, floats to the last
+digit, booleans, decoded JSON), so the domain objects built from them are the same as from
+plain rows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ColumnElement, Float, Table, func, literal_column, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Float,
+    Table,
+    case,
+    func,
+    literal_column,
+    select,
+)
 
 from engine.adapters.orm import UTCDateTime
 
@@ -25,6 +36,9 @@ def nested(dialect: str, child: Table, *where: ColumnElement[bool]) -> ColumnEle
         value: Any = column
         if dialect == "sqlite" and isinstance(column.type, JSON):
             value = func.json(column)  # stored as text: nest it as JSON, not as a string
+        elif dialect == "sqlite" and isinstance(column.type, Float):
+            # json_object writes a REAL with 15 significant digits: nest the 17 that make it
+            value = case((column.is_(None), None), else_=func.printf("%!.17g", column))
         pairs += [literal_column(f"'{column.name}'"), value]  # a column name: a plain literal
     if dialect == "postgresql":
         aggregate = func.json_agg(func.json_build_object(*pairs))

@@ -612,3 +612,22 @@ def test_each_draft_of_an_order_review_meets_each_result_once(uow_factory, clock
         hook_instance="r2",
     )
     assert seen == [recorded, recorded]
+
+
+def test_a_dose_of_seventeen_digits_loads_as_written(uow_factory, clock):
+    """A float column nested by SQLite's json_object kept only 15 significant digits."""
+    from sqlalchemy import update
+
+    from engine.adapters.orm import medication_orders
+
+    clock.set(START)
+    patient_id = _enrolled(uow_factory)
+    service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)
+    with uow_factory() as uow:  # a row written before doses were rounded, or by an import
+        uow.session.execute(
+            update(medication_orders)
+            .where(medication_orders.c.patient_id == patient_id)
+            .values(mg_per_day=0.1 + 0.2 + 29.7, mg_per_kg_day=(0.1 + 0.2 + 29.7) / 64.3)
+        )
+        uow.session.commit()
+    _same_record(uow_factory, patient_id, clock.now())
