@@ -152,20 +152,26 @@ IfMatch = Annotated[str | None, Depends(get_if_match)]
 
 def requested_version(if_match: str | None, body_version: int | None) -> int | None:
     """The patient version the caller based the change on (`If-Match`, else the body's
-    `expected_version`; None: any). The use case checks it on the patient it loads (412)."""
-    if if_match is not None and if_match.strip() != "*":
-        found = _ETAG.match(if_match.strip())
-        if found is None:
-            raise PreconditionFailed(f'If-Match {if_match!r} is not an ETag like "v3"')
-        return int(found.group(1))
-    return body_version
+    `expected_version`; None: any; 412 if both are given and differ). The use case checks it
+    on the patient it loads (412). Called in the route, after the body was validated."""
+    if if_match is None or if_match.strip() == "*":
+        return body_version
+    found = _ETAG.match(if_match.strip())
+    if found is None:
+        raise PreconditionFailed(f'If-Match {if_match!r} is not an ETag like "v3"')
+    version = int(found.group(1))
+    if body_version not in (None, version):
+        raise PreconditionFailed(  # one of the two is stale, whatever the patient's version
+            f"If-Match names version {version} but expected_version {body_version}; "
+            "reload and retry"
+        )
+    return version
 
 
-def get_admission(principal: CurrentPrincipal, request: Request, if_match: IfMatch) -> Admission:
+def get_admission(principal: CurrentPrincipal, request: Request) -> Admission:
     """The route's admission: the policy action the route asks for, checked by the use case on
-    the patient it loads, at the `If-Match` version (a body's `expected_version` may set it)."""
-    action = route_action(request.scope["route"].dependant) or "patient.read"
-    return Admission(principal, action, requested_version(if_match, None))
+    the patient it loads (a write adds the version the caller saw: `based_on`)."""
+    return Admission(principal, route_action(request.scope["route"].dependant) or "patient.read")
 
 
 Admitted = Annotated[Admission, Depends(get_admission)]

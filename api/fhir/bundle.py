@@ -38,8 +38,10 @@ from api.fhir.outcome import FhirError, operation_outcome, outcome_for_refusal
 from api.fhir.routing import answer, expect_resource, items, new_router, read_resource, string
 from api.refusals import audit_refusal
 from api.schemas import single_line
+from engine.domain.errors import UnknownPatient
 from engine.services import fhir_reads
 from engine.services import patients as service
+from engine.services.admission import Admission
 
 router = new_router()
 log = logging.getLogger("aihp.api.fhir")
@@ -71,13 +73,17 @@ async def transaction(request: Request, principal: LabSender, uow: UnitOfWork):
         except FhirError as error:
             refused[index] = error.status, operation_outcome(error.diagnostics, error.code)
     sites = fhir_reads.patient_sites(uow(), [item["patient_id"] for item in accepted.values()])
-    if principal.site:
-        for index, item in list(accepted.items()):
-            if sites.get(item["patient_id"]) != principal.site:  # unknown or another site
-                reason = f"no patient with id {item['patient_id']!r}"
-                refused[index] = 404, operation_outcome(reason, "not-found")
-                del accepted[index]
-                await run_in_threadpool(audit_refusal, request, 404, "fhir")
+    admission = Admission(principal, "lab.record")
+    for index, item in list(accepted.items()):
+        site = sites.get(item["patient_id"])
+        if site is None and principal.site is None:
+            continue  # unknown to a caller of every site: the batch answers it per entry
+        try:
+            admission.admit_at(item["patient_id"], site)  # the policy: another site is unknown
+        except UnknownPatient as unknown:
+            refused[index] = 404, operation_outcome(unknown.message, "not-found")
+            del accepted[index]
+            await run_in_threadpool(audit_refusal, request, 404, "fhir")
     try:
         if kind == "transaction":
             return _transaction(principal.actor, uow, accepted, refused, full_urls)

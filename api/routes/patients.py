@@ -19,6 +19,7 @@ from api.deps import (
     Enroller,
     EventRecorder,
     Idempotent,
+    IfMatch,
     LabSender,
     PatientId,
     PatientReader,
@@ -27,8 +28,9 @@ from api.deps import (
     WhatIfAsker,
     etag,
     reject_unknown_query,
+    requested_version,
 )
-from api.errors import PreconditionFailed, problems
+from api.errors import problems
 from engine.services import patients as service
 from engine.services.access_policy import Resource, enforce, listing_scope
 from engine.services.patient_directory import list_patients, search_patients
@@ -194,9 +196,10 @@ def record_lab(
     principal: LabSender,
     patient_id: PatientId,
     admission: Admitted,
+    if_match: IfMatch,
     once: Idempotent,
 ) -> Response:
-    return _record(service.record_lab_result, body, principal, patient_id, admission, once)
+    return _record(service.record_lab_result, body, patient_id, admission, if_match, once)
 
 
 @router.post(
@@ -210,9 +213,10 @@ def record_event(
     principal: EventRecorder,
     patient_id: PatientId,
     admission: Admitted,
+    if_match: IfMatch,
     once: Idempotent,
 ) -> Response:
-    return _record(service.record_clinical_event, body, principal, patient_id, admission, once)
+    return _record(service.record_clinical_event, body, patient_id, admission, if_match, once)
 
 
 @router.post(
@@ -226,27 +230,22 @@ def order(
     principal: Prescriber,
     patient_id: PatientId,
     admission: Admitted,
+    if_match: IfMatch,
     once: Idempotent,
 ) -> Response:
-    return _record(service.order_medication, body, principal, patient_id, admission, once)
+    return _record(service.order_medication, body, patient_id, admission, if_match, once)
 
 
-def _record(use_case, body, principal, patient_id, admission, once) -> Response:
+def _record(use_case, body, patient_id, admission, if_match, once) -> Response:
     """Run a clinical-input use case once (Idempotency-Key) in one unit of work, which admits
     the caller to the patient it loads (site, the route's action, the version the caller saw:
-    `If-Match`, else the body's `expected_version`; 412 if both are given and differ); the
-    request's fields are the use case's keyword arguments."""
+    `If-Match`, else the body's `expected_version`); the request's fields are the use case's
+    keyword arguments."""
     fields = {name: getattr(body, name) for name in type(body).model_fields}
-    if admission.expected_version is None:
-        admission = replace(admission, expected_version=fields["expected_version"])
-    elif fields["expected_version"] not in (None, admission.expected_version):
-        raise PreconditionFailed(  # one of the two is stale, whatever the patient's version
-            f"If-Match names version {admission.expected_version} but expected_version "
-            f"{fields['expected_version']}; reload and retry"
-        )
+    version = requested_version(if_match, fields["expected_version"])
     fields["expected_version"] = None  # the admission checks it on the loaded patient
     return once(
-        lambda uow: use_case(uow, principal.actor, patient_id, **fields),
+        lambda uow: use_case(uow, admission.principal.actor, patient_id, **fields),
         schemas.Outcome,
-        admission=admission,
+        admission=replace(admission, expected_version=version),
     )

@@ -133,6 +133,8 @@ class SqlAlchemyUnitOfWork:
             self.session.commit()
         except StaleDataError as exc:
             self.session.rollback()
+            if self.keyed is not None:  # lost to a copy of this very request? give its answer
+                self.keyed.replay_if_answered(self.session)
             raise ConcurrencyConflict(
                 "the patient was changed by someone else; reload and try again"
             ) from exc
