@@ -204,6 +204,7 @@ def _same_record(uow_factory, patient_id: str, now: datetime) -> None:
         whole = _in_recorded_order(uow.patients.get(patient_id))
         lean = other.patients.for_care(patient_id)
         assert _row(lean, HEAD) == _row(whole, HEAD)
+        lean_orders = {o.id for o in lean.orders}
         assert sorted(json.dumps(_row(r, LAB), default=str) for r in lean.lab_results) == sorted(
             json.dumps(_row(r, LAB), default=str) for r in whole.labs
         )
@@ -213,8 +214,9 @@ def _same_record(uow_factory, patient_id: str, now: datetime) -> None:
         assert [_row(e, EVENT) for e in lean.clinical_events] == [
             _row(e, EVENT) for e in whole.clinical_events
         ]
+        orders = {o.id: _row(o, ORDER) for o in whole.orders}  # stopped ones may be left out
         assert [_row(o, ORDER) for o in lean.orders] == [
-            _row(o, ORDER) for o in whole.orders if o.status != "stopped"
+            orders[o.id] for o in whole.orders if o.status != "stopped" or o.id in lean_orders
         ]
         assert [_row(a, ALERT) for a in lean.alerts] == [
             _row(a, ALERT) for a in whole.alerts if a.status == "open"
@@ -631,3 +633,42 @@ def test_a_dose_of_seventeen_digits_loads_as_written(uow_factory, clock):
         )
         uow.session.commit()
     _same_record(uow_factory, patient_id, clock.now())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="R2: a stopped order is not in the care load, but a placed order's dose change "
+    "(order_safety._order_situation, for completions and re-checks) is judged against every "
+    "earlier order of the drug: a child's re-order after a stop leaves IND-CHILD's "
+    "paediatric-dose-decrease open where the whole record completes it",
+)
+def test_a_re_order_after_a_stop_completes_what_the_whole_record_completes(uow_factory, clock):
+    clock.set(START)
+    whole_factory = partial(_WholeRecordUow, *uow_factory.args, **uow_factory.keywords)
+    children = []
+    for factory in (uow_factory, whole_factory):
+        child = service.enrol_patient(
+            factory(),
+            "dr-test",
+            site="north",
+            clinician="dr-a",
+            birth_date="2014-05-01",
+            sex="F",
+            weight_kg=30.0,
+            facts={"cirrhosis": False},
+        )["patient_id"]
+        record_baseline(factory, child, serology=True)
+        children.append(child)
+    steps = [
+        ("order_medication", {"drug": "prednisolone", "mg_per_kg_day": 2}),
+        (
+            "record_clinical_event",
+            {"kind": "medication_stopped", "data": {"drug": "prednisolone", "reason": "vomiting"}},
+        ),
+        ("order_medication", {"drug": "prednisolone", "mg_per_kg_day": 1.5}),
+    ]
+    for use_case, given_ in steps:
+        clock.advance(days=1)
+        lean = _answer(uow_factory(), use_case, children[0], given_)
+        whole = _answer(whole_factory(), use_case, children[1], given_)
+        assert lean.replace(children[0], "P") == whole.replace(children[1], "P"), use_case
