@@ -6,6 +6,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 _PATTERN = re.compile(
     r"^P(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -33,8 +34,9 @@ class Duration:
         return self.text
 
 
+@lru_cache(maxsize=1024)  # the pathway's few duration texts, parsed for every input
 def parse_duration(text: str) -> Duration:
-    """Parse an ISO-8601 duration; raises ValueError on anything else."""
+    """Parse an ISO-8601 duration (a frozen value, so shared); ValueError on anything else."""
     match = _PATTERN.match(text or "")
     if not match or text == "P" or text.endswith("T"):
         raise ValueError(f"not an ISO-8601 duration: {text!r}")
