@@ -197,6 +197,25 @@ HEAD = (
 )
 
 
+def _in_time_order(rows: Any, time: str | None = None) -> list[str]:
+    """Rows by their time, rows of the same time in a fixed order: both loads order milestones
+    by due_at and alerts by raised_at only, and PostgreSQL gives ties in any order (see the
+    report: the status page may list two milestones due together either way round)."""
+    texts = [json.dumps(row, sort_keys=True, default=str) for row in rows]
+    key = time or ("due_at" if any('"due_at"' in t for t in texts) else "raised_at")
+    return sorted(texts, key=lambda t: (json.loads(t).get(key, ""), t))
+
+
+def _shown(view: dict[str, Any]) -> str:
+    """A status view, its milestones and alerts of the same time in a fixed order."""
+    view = {
+        **view,
+        "next_milestones": _in_time_order(view["next_milestones"], "due_at"),
+        "open_alerts": _in_time_order(view["open_alerts"], "raised_at"),
+    }
+    return json.dumps(view, sort_keys=True, default=str)
+
+
 def _same_record(uow_factory, patient_id: str, now: datetime) -> None:
     """The care load holds what the whole record holds (values and types), in the order the
     pathway reads it; the status read shows what the whole record shows."""
@@ -218,19 +237,17 @@ def _same_record(uow_factory, patient_id: str, now: datetime) -> None:
         assert [_row(o, ORDER) for o in lean.orders] == [
             orders[o.id] for o in whole.orders if o.status != "stopped" or o.id in lean_orders
         ]
-        assert [_row(a, ALERT) for a in lean.alerts] == [
+        assert _in_time_order(_row(a, ALERT) for a in lean.alerts) == _in_time_order(
             _row(a, ALERT) for a in whole.alerts if a.status == "open"
-        ]
-        assert [_row(m, MILESTONE) for m in lean.open_milestones()] == [
-            _row(m, MILESTONE) for m in whole.open_milestones()
-        ]
+        )
+        assert _in_time_order(_row(m, MILESTONE) for m in lean.open_milestones()) == (
+            _in_time_order(_row(m, MILESTONE) for m in whole.open_milestones())
+        )
         by_id = {m.id: _row(m, MILESTONE) for m in whole.milestones}
         assert all(by_id[m.id] == _row(m, MILESTONE) for m in lean.milestones)
         care = care_pathway(whole.pathway_key)
         shown = other.patients.for_status(patient_id)
-        assert json.dumps(status_view(shown, care, now), default=str) == json.dumps(
-            status_view(whole, care, now), default=str
-        )
+        assert _shown(status_view(shown, care, now)) == _shown(status_view(whole, care, now))
 
 
 def _in_recorded_order(patient):
@@ -530,19 +547,21 @@ def test_a_session_in_another_time_zone_loads_the_same_moments(postgres_url, zon
 
 @pytest.mark.xfail(
     strict=True,
-    reason="R2: after a rollback the unit of work's care-loaded patient is expired; loading it "
-    "again reuses it and its labs lazy-load the whole history beside _earlier_labs",
+    reason="R2: after a rollback, loading the patient again in the same unit of work gives "
+    "the copy it holds: each earlier result twice (expired, its labs lazy-load the whole "
+    "history beside _earlier_labs), or, if kept out of the session, what was rolled back",
 )
-def test_a_care_load_after_a_rollback_holds_each_result_once(uow_factory, clock):
+def test_a_care_load_after_a_rollback_is_the_patient_as_stored(uow_factory, clock):
     clock.set(START)
     patient_id = _enrolled(uow_factory)
     with uow_factory() as uow:
         loaded = uow.patients.for_care(patient_id)
-        count = len(loaded.lab_results)
-        uow.rollback()  # e.g. a refusal's audit (record_only) or a lost race
+        stored = sorted(r.id for r in loaded.lab_results)
+        care = care_pathway(loaded.pathway_key)
+        care.record_lab_result(loaded, "ALT", 50, "U/L", clock.now(), clock.now(), "lab")
+        uow.rollback()  # e.g. a rehearsal (order review), a refusal's audit, a lost race
         again = uow.patients.for_care(patient_id)
-        assert sorted(r.id for r in again.lab_results) == sorted(r.id for r in loaded.lab_results)
-        assert len(again.lab_results) == count
+        assert sorted(r.id for r in again.lab_results) == stored
 
 
 @pytest.mark.postgres
@@ -583,21 +602,28 @@ def test_results_of_one_batch_taken_at_one_moment_keep_the_order_they_were_recor
 @pytest.mark.xfail(
     strict=True,
     reason="R2: the order review's second draft meets the patient reloaded after the first "
-    "draft's rehearsal was rolled back: each earlier result twice (see the test above)",
+    "draft's rehearsal was rolled back, not the patient as stored (see the test above)",
 )
-def test_each_draft_of_an_order_review_meets_each_result_once(uow_factory, clock, monkeypatch):
+def test_each_draft_of_an_order_review_meets_the_patient_as_stored(uow_factory, clock, monkeypatch):
     from engine.services import order_review
     from engine.services.access_policy import Principal
 
     clock.set(START)
     patient_id = _enrolled(uow_factory)
     with uow_factory() as uow:
-        recorded = sorted(r.id for r in uow.patients.get(patient_id).labs)
-    seen: list[list[str]] = []
+        whole = uow.patients.get(patient_id)
+        stored = (sorted(r.id for r in whole.labs), [o.id for o in whole.orders], whole.state)
+    seen: list[tuple] = []
     review = order_review._review
 
     def noting(care, patient, draft, now):  # a spy: the real review, with what it was given
-        seen.append(sorted(r.id for r in patient.lab_results))
+        seen.append(
+            (
+                sorted(r.id for r in patient.lab_results),
+                [o.id for o in patient.orders],
+                patient.state,
+            )
+        )
         return review(care, patient, draft, now)
 
     monkeypatch.setattr(order_review, "_review", noting)
@@ -613,7 +639,7 @@ def test_each_draft_of_an_order_review_meets_each_result_once(uow_factory, clock
         hook="order-select",
         hook_instance="r2",
     )
-    assert seen == [recorded, recorded]
+    assert seen == [stored, stored]
 
 
 def test_a_dose_of_seventeen_digits_loads_as_written(uow_factory, clock):
