@@ -1,19 +1,22 @@
-"""The care load: what the pathway reads to apply an input, read with Core and handed to the
-session as already-loaded objects.
+"""The care load: what the pathway reads to apply an input, read with Core into plain domain
+objects, and what is needed to write back only what changed.
 
-The ORM's relationship loaders cost more than the pathway's decision (each loaded row becomes
-an instrumented object through the loading machinery). Here two cached Core statements read
-all the patients asked for: the patient rows with their events, live orders, milestones and
-open alerts nested as JSON arrays (`nested_rows`), then their lab results; and:
+The ORM's relationship loaders and flush cost more than the pathway's decision (each loaded
+row goes through the loading machinery, each flush through the ORM's unit of work). Here two
+cached Core statements read all the patients asked for: the patient rows with their events,
+orders, milestones and open alerts nested as JSON arrays (`nested_rows`), then their lab
+results; and:
 
 - the lab history becomes plain `RecordedLab` values (never written again: a result is not
   changed once recorded), given to the patient as `earlier_labs`; new results go to
   `patient.labs` and are inserted;
-- clinical events, the orders that are not stopped, the open alerts and the milestones
+- clinical events, the orders (stopped ones too: a re-order's dose change is judged against
+  every earlier order of the drug), the open alerts and the milestones
   `CarePathway` reads back (open ones; per milestone and cycle the latest occurrence and the
-  latest completed one) are built as domain objects and attached to the session as if the ORM
-  had loaded them (`make_transient_to_detached`), so a change to one is an UPDATE at flush and
-  the patient's version is checked as before.
+  latest completed one) are built as domain objects outside the ORM session, with a snapshot of
+  the values read: the unit of work writes back what changed since (`care_writing`: one UPDATE
+  of the patient row that checks and bumps the version, executemany INSERTs and UPDATEs of the
+  records).
 
 The statements do not depend on the number of patients (ids are an expanding parameter, in
 chunks of 500) nor on the length of the history, so a batch costs the same two statements as
@@ -29,8 +32,9 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, or_, select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
+from engine.adapters.care_writing import take_snapshot, write_changes
 from engine.adapters.nested_rows import nested, unnested
 from engine.adapters.orm import (
     alerts,
@@ -43,6 +47,7 @@ from engine.adapters.orm import (
 from engine.domain.model import Alert, ClinicalEvent, MedicationOrder, Milestone, Patient
 
 CHUNK = 500
+SNAPSHOT = "_care_snapshot"  # where a patient loaded for care keeps what was read
 
 
 class RecordedLab(NamedTuple):
@@ -59,7 +64,8 @@ class RecordedLab(NamedTuple):
 
 
 def load_for_care(session: Session, patient_ids: Iterable[str]) -> dict[str, Patient]:
-    """Patients by id with what the pathway reads, tracked by `session`; unknown ids left out."""
+    """Patients by id with what the pathway reads (`write_back` writes their changes); unknown
+    ids are left out."""
     wanted = sorted({pid for pid in patient_ids if pid})
     found: dict[str, Patient] = {}
     conn = session.connection()
@@ -75,7 +81,7 @@ def load_for_care(session: Session, patient_ids: Iterable[str]) -> dict[str, Pat
         for row in rows:
             values = row._asdict()
             children = {name: _children(name, values.pop(name)) for name in _CHILDREN}
-            found[row.id] = _attached(session, values, children, earlier.get(row.id, []))
+            found[row.id] = _built(values, children, earlier.get(row.id, []))
     return found
 
 
@@ -100,29 +106,20 @@ def _children(name: str, value: Any) -> list[Any]:
     return built
 
 
-def _attached(
-    session: Session,
-    row: dict[str, Any],
-    children: dict[str, list[Any]],
-    earlier_labs: list[RecordedLab],
+def _built(
+    row: dict[str, Any], children: dict[str, list[Any]], earlier_labs: list[RecordedLab]
 ) -> Patient:
-    """The patient built from its rows and attached to `session` as loaded (no SQL)."""
-    existing = session.identity_map.get(session.identity_key(Patient, (row["id"],)))
-    if existing is not None:  # already in this unit of work: keep the tracked copy
-        return existing
+    """The patient built from its rows, outside the ORM session, with a snapshot of what was
+    read: the unit of work writes back what changed since (`care_writing`)."""
     patient = Patient(**row, labs=[], **children)
-    for built in children.values():
-        for child in built:
-            make_transient_to_detached(child)
-    make_transient_to_detached(patient)
-    session.add(patient)
     patient.__dict__["_earlier_labs"] = earlier_labs
+    patient.__dict__[SNAPSHOT] = take_snapshot(patient)
     return patient
 
 
 @cache
 def _statements(dialect: str) -> tuple[Select, Select]:
-    """The patients with their events, live orders, milestones read back and open alerts
+    """The patients with their events, orders, milestones read back and open alerts
     nested, and their lab results: two statements, the ids an expanding parameter."""
     ids = bindparam("ids", expanding=True)
     columns = [c for c in patients.columns if not c.name.endswith("_name_key")]
@@ -132,12 +129,7 @@ def _statements(dialect: str) -> tuple[Select, Select]:
         nested(dialect, clinical_events, clinical_events.c.patient_id == mine).label(
             "clinical_events"
         ),
-        nested(
-            dialect,
-            medication_orders,
-            medication_orders.c.patient_id == mine,
-            medication_orders.c.status != "stopped",
-        ).label("orders"),
+        nested(dialect, medication_orders, medication_orders.c.patient_id == mine).label("orders"),
         nested(dialect, milestones, milestones.c.patient_id == mine, milestones_read_back()).label(
             "milestones"
         ),
@@ -169,3 +161,16 @@ def milestones_read_back() -> ColumnElement[bool]:
         ),
     )
     return or_(milestones.c.status == "pending", latest_occurrence, latest_completed)
+
+
+def write_back(session: Session, patient: Patient, bump: bool) -> bool:
+    """Write what changed in a patient loaded for care (False: not loaded for care)."""
+    snapshot = patient.__dict__.get(SNAPSHOT)
+    if snapshot is None:
+        return False
+    write_changes(session, patient, snapshot, bump)
+    return True
+
+
+def is_care_loaded(patient: Patient) -> bool:
+    return SNAPSHOT in patient.__dict__

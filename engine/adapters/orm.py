@@ -269,8 +269,10 @@ def start_mappers() -> None:
     ):
         mapper_registry.map_imperatively(cls, table)
 
-    def children(cls, order_by: Column) -> relationship:
-        return relationship(cls, cascade="all, delete-orphan", lazy="selectin", order_by=order_by)
+    def children(cls, *order_by: Column) -> relationship:
+        return relationship(
+            cls, cascade="all, delete-orphan", lazy="selectin", order_by=list(order_by)
+        )
 
     mapper_registry.map_imperatively(
         Patient,
@@ -278,8 +280,11 @@ def start_mappers() -> None:
         version_id_col=patients.c.version,
         exclude_properties=["given_name_key", "family_name_key"],
         properties={
-            "labs": children(LabResult, lab_results.c.taken_at),
-            "clinical_events": children(ClinicalEvent, clinical_events.c.occurred_at),
+            # ties in clinical time in the order recorded (a later one amends), as care_loading
+            "labs": children(LabResult, lab_results.c.taken_at, lab_results.c.recorded_at),
+            "clinical_events": children(
+                ClinicalEvent, clinical_events.c.occurred_at, clinical_events.c.recorded_at
+            ),
             "orders": children(MedicationOrder, medication_orders.c.ordered_at),
             "milestones": children(Milestone, milestones.c.due_at),
             "alerts": children(Alert, alerts.c.raised_at),

@@ -1,16 +1,17 @@
 """Repositories: patients (the aggregate) and the append-only audit log.
 
-Three ways to load a patient. `get` loads the whole record (history, exports). `for_care` and
-`many_for_care` load what the pathway reads when it applies an input: every lab result and
-clinical event (conditions look back without limit: baseline, unbroken normal run, events
-ever), the orders that are not stopped, the open alerts, the open milestones and, of the closed
+Three ways to load a patient. `get` loads the whole record through the ORM (history, exports).
+`for_care` and `many_for_care` load what the pathway reads when it applies an input
+(`care_loading`, two Core statements): every lab result and clinical event (conditions look
+back without limit: baseline, unbroken normal run, events ever), every order (a re-order is
+judged against the stopped ones too), the open alerts, the open milestones and, of the closed
 milestones, only the rows `CarePathway` reads back: per milestone and cycle the latest
 occurrence (numbering, "already scheduled in this cycle") and the latest completed one (the
-`last_completed` anchor), read with Core (`care_loading`: earlier lab results as plain values,
-the rest attached as loaded). Resolved alerts, stopped orders and older closed milestones stay
-on disk; new rows appended to the loaded collections are still inserted. `for_status` reads what
-the status page shows, with Core. A single patient loaded for a request is admitted by the
-request's `admit` (the access policy and the version the caller saw) before anyone reads it.
+`last_completed` anchor). Resolved alerts and older closed milestones stay on disk. Those
+patients are plain objects; `write_changes` writes back what changed since the load
+(`care_writing`), and a rollback forgets them. `for_status` reads what the status page shows,
+with Core. A single patient loaded for a request is admitted by the request's `admit` (the
+access policy and the version the caller saw) before anyone reads it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
-from engine.adapters.care_loading import load_for_care
+from engine.adapters.care_loading import is_care_loaded, load_for_care, write_back
 from engine.adapters.orm import audit_log, milestones
 from engine.adapters.status_queries import patient_for_status
 from engine.domain.errors import UnknownPatient
@@ -73,10 +74,29 @@ class SqlPatientRepository:
     def many_for_care(self, patient_ids: Iterable[str]) -> dict[str, Patient]:
         """Patients by id, each loaded as `for_care` does, in one SELECT per table
         (`care_loading`). Unknown ids are left out of the answer."""
+        wanted = list(patient_ids)
+        found = {pid: self.seen[pid] for pid in wanted if pid in self.seen}  # one copy per UoW
         with self.session.no_autoflush:
-            found = load_for_care(self.session, patient_ids)
+            found.update(load_for_care(self.session, [p for p in wanted if p not in found]))
         self.seen.update(found)
         return found
+
+    def forget_care_loaded(self) -> None:
+        """After a rollback: the patients loaded for care hold what was undone; drop them."""
+        for patient_id in [pid for pid, p in self.seen.items() if is_care_loaded(p)]:
+            del self.seen[patient_id]
+
+    def write_changes(self) -> list[Patient]:
+        """Write what changed in the patients loaded for care (Core, the version checked and
+        bumped: `StaleDataError` if another writer got there first); the others are the ORM
+        session's to flush. The patients written."""
+        written = []
+        for patient in self.seen.values():
+            if patient.id not in self.added and write_back(
+                self.session, patient, bump=bool(patient.audit)
+            ):
+                written.append(patient)
+        return written
 
     def with_due_reviews(self, now: datetime, milestone_ids: list[str], limit: int) -> list[str]:
         """Patients with a review milestone due and not yet reviewed, oldest due first."""

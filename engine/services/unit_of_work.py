@@ -117,11 +117,12 @@ class SqlAlchemyUnitOfWork:
         transaction; if another copy of the request committed first, all of this one is
         rolled back and `Replay` raised with that copy's answer."""
         seen = list(self.patients.seen.values())
-        for patient in seen:
-            if patient.audit and patient.id not in self.patients.added:
-                flag_modified(patient, "updated_at")  # every change bumps and checks the version
         try:
             self.events_handled = [event for patient in seen for event in patient.events]
+            written = {p.id for p in self.patients.write_changes()}  # loaded for care: Core
+            for patient in seen:
+                if patient.audit and patient.id not in self.patients.added | written:
+                    flag_modified(patient, "updated_at")  # every change bumps the version
             self.session.flush()
             if self.events_handled:
                 message_bus.handle(self.events_handled, self)
@@ -132,7 +133,7 @@ class SqlAlchemyUnitOfWork:
                 self._store_answer(answer() if answer is not None else None)
             self.session.commit()
         except StaleDataError as exc:
-            self.session.rollback()
+            self.rollback()
             if self.keyed is not None:  # lost to a copy of this very request? give its answer
                 self.keyed.replay_if_answered(self.session)
             raise ConcurrencyConflict(
@@ -147,8 +148,11 @@ class SqlAlchemyUnitOfWork:
         self._forget_recorded()
 
     def rollback(self) -> None:
+        """Undo the transaction; patients loaded for care are forgotten (their objects hold
+        what was undone), so the next load reads them as stored."""
         self.session.rollback()
         self._forget_recorded()
+        self.patients.forget_care_loaded()
 
     def _store_answer(self, result: Any) -> None:
         assert self.keyed is not None
@@ -169,6 +173,6 @@ class SqlAlchemyUnitOfWork:
 
     def record_only(self, records: list[AuditRecord]) -> None:
         """Audit something that changed nothing (a refusal, a read) in its own transaction."""
-        self.session.rollback()
+        self.rollback()
         self.audit.append(records)
         self.session.commit()

@@ -545,12 +545,6 @@ def test_a_session_in_another_time_zone_loads_the_same_moments(postgres_url, zon
         engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R2: after a rollback, loading the patient again in the same unit of work gives "
-    "the copy it holds: each earlier result twice (expired, its labs lazy-load the whole "
-    "history beside _earlier_labs), or, if kept out of the session, what was rolled back",
-)
 def test_a_care_load_after_a_rollback_is_the_patient_as_stored(uow_factory, clock):
     clock.set(START)
     patient_id = _enrolled(uow_factory)
@@ -599,11 +593,6 @@ def test_results_of_one_batch_taken_at_one_moment_keep_the_order_they_were_recor
         engine.dispose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R2: the order review's second draft meets the patient reloaded after the first "
-    "draft's rehearsal was rolled back, not the patient as stored (see the test above)",
-)
 def test_each_draft_of_an_order_review_meets_the_patient_as_stored(uow_factory, clock, monkeypatch):
     from engine.services import order_review
     from engine.services.access_policy import Principal
@@ -661,13 +650,6 @@ def test_a_dose_of_seventeen_digits_loads_as_written(uow_factory, clock):
     _same_record(uow_factory, patient_id, clock.now())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="R2: a stopped order is not in the care load, but a placed order's dose change "
-    "(order_safety._order_situation, for completions and re-checks) is judged against every "
-    "earlier order of the drug: a child's re-order after a stop leaves IND-CHILD's "
-    "paediatric-dose-decrease open where the whole record completes it",
-)
 def test_a_re_order_after_a_stop_completes_what_the_whole_record_completes(uow_factory, clock):
     clock.set(START)
     whole_factory = partial(_WholeRecordUow, *uow_factory.args, **uow_factory.keywords)

@@ -140,7 +140,7 @@ def test_an_input_leaves_resolved_alerts_and_older_closed_milestones_on_disk(uow
     with uow_factory() as uow:
         lean = uow.patients.for_care(patient_id)
         assert {a.status for a in lean.alerts} <= {"open"}
-        assert {o.status for o in lean.orders} <= {"active", "superseded"}
+        assert {o.status for o in lean.orders} <= {"active", "superseded", "stopped"}
         closed = [m for m in lean.milestones if not m.is_open]
         series = {(m.milestone_id, m.cycle) for m in closed}
         assert len(closed) <= 2 * len(series)
