@@ -84,7 +84,7 @@ def status_view(patient: Patient, care: CarePathway, now: datetime) -> dict[str,
         "expected_dose": expected,
         "next_milestones": [
             milestone_view(m, care, now)
-            for m in sorted(patient.open_milestones(), key=lambda m: m.due_at)
+            for m in sorted(patient.open_milestones(), key=lambda m: (m.due_at, m.milestone_id))
         ],
         "open_alerts": [
             {
@@ -95,7 +95,7 @@ def status_view(patient: Patient, care: CarePathway, now: datetime) -> dict[str,
                 "raised_at": a.raised_at.isoformat(),
                 "why": pathway.explain(a.rule_ids),
             }
-            for a in patient.open_alerts()
+            for a in sorted(patient.open_alerts(), key=lambda a: (a.raised_at, a.alert_id))
         ],
         "version": patient.version,
     }
