@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import manager_of_class
 
 from engine.adapters.care_writing import take_snapshot, write_changes
 from engine.adapters.nested_rows import nested, unnested
@@ -102,8 +103,16 @@ def _children(name: str, value: Any) -> list[Any]:
     for row in rows:
         if cls is not Milestone:  # the only child class that keeps its patient id
             del row["patient_id"]
-        built.append(cls(**row))
+        built.append(_plain(cls, row))
     return built
+
+
+def _plain(cls: type, values: dict[str, Any]) -> Any:
+    """An instance holding `values` as they were read, as the ORM's loading builds one: no
+    `__init__` and no attribute events (every column is given; nothing is defaulted)."""
+    instance = manager_of_class(cls).new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 def _built(
@@ -111,7 +120,10 @@ def _built(
 ) -> Patient:
     """The patient built from its rows, outside the ORM session, with a snapshot of what was
     read: the unit of work writes back what changed since (`care_writing`)."""
-    patient = Patient(**row, labs=[], **children)
+    patient = _plain(Patient, row)
+    patient.labs = []
+    for name, records in children.items():
+        setattr(patient, name, records)
     patient.__dict__["_earlier_labs"] = earlier_labs
     patient.__dict__[SNAPSHOT] = take_snapshot(patient)
     return patient
