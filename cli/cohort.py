@@ -9,6 +9,7 @@ port in use stops it before anything is seeded or dispatched.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -48,7 +49,9 @@ def _simulation_clock(months: int):
     return ManualClock(parse_duration(f"P{months}M").before(now))
 
 
-def run_cohort(url: str, patients: int, months: int, seed: int, enrol_over_months: float):
+def run_cohort(
+    url: str, patients: int, months: int, seed: int, enrol_over_months: float, workers: int = 1
+):
     """Simulate on `url` with a progress bar (progress lines when stderr is not a terminal);
     exit 1 naming the patient if a plan breaks."""
     from simulation import SimulationError, simulate_cohort
@@ -65,6 +68,7 @@ def run_cohort(url: str, patients: int, months: int, seed: int, enrol_over_month
                 seed=seed,
                 progress=progress,
                 enrol_over_months=enrol_over_months,
+                workers=workers,
             )
         except SimulationError as problem:
             err.print(f"[bold red]simulation failed[/] {problem}")
@@ -198,6 +202,15 @@ def simulate(
     enrol_over_months: Annotated[
         float, typer.Option(help="Enrolment is spread over the first N months.")
     ] = 3.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help="Processes sharing the cohort, each with its own patients (same result); "
+            "default: one per CPU, at most 4.",
+        ),
+    ] = None,
 ) -> None:
     """Drive a synthetic cohort through the service layer on a virtual clock; print a summary."""
     import tempfile
@@ -212,7 +225,8 @@ def simulate(
         create_schema(engine)  # creates only the tables that are missing
     finally:
         engine.dispose()
-    summary = run_cohort(database_url, patients, months, seed, enrol_over_months)
+    workers = workers or min(os.cpu_count() or 1, 4)
+    summary = run_cohort(database_url, patients, months, seed, enrol_over_months, workers)
     print_cohort(summary)
     out.print(f"database: {database_url}", soft_wrap=True, highlight=False)
 

@@ -32,7 +32,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, configure_mappers
 from sqlalchemy.orm.attributes import manager_of_class
 
 from engine.adapters.care_writing import take_snapshot, write_changes
@@ -67,6 +67,7 @@ class RecordedLab(NamedTuple):
 def load_for_care(session: Session, patient_ids: Iterable[str]) -> dict[str, Patient]:
     """Patients by id with what the pathway reads (`write_back` writes their changes); unknown
     ids are left out."""
+    configure_mappers()  # instances are built without __init__, which would have done it
     wanted = sorted({pid for pid in patient_ids if pid})
     found: dict[str, Patient] = {}
     conn = session.connection()
