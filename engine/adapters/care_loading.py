@@ -176,13 +176,13 @@ def milestones_read_back() -> ColumnElement[bool]:
     return or_(milestones.c.status == "pending", latest_occurrence, latest_completed)
 
 
-def write_back(session: Session, patient: Patient, bump: bool) -> bool:
-    """Write what changed in a patient loaded for care (False: not loaded for care)."""
-    snapshot = patient.__dict__.get(SNAPSHOT)
-    if snapshot is None:
-        return False
-    write_changes(session, patient, snapshot, bump)
-    return True
+def write_back(session: Session, patients: list[Patient], bump: set[str]) -> list[Patient]:
+    """Write what changed in those of `patients` loaded for care (the versions of those in
+    `bump` move even if their row did not change); the patients written."""
+    loaded = [p for p in patients if SNAPSHOT in p.__dict__]
+    if loaded:
+        write_changes(session, [(p, p.__dict__[SNAPSHOT], p.id in bump) for p in loaded])
+    return loaded
 
 
 def is_care_loaded(patient: Patient) -> bool:

@@ -61,28 +61,54 @@ def take_snapshot(patient: Patient) -> CareSnapshot:
     return snapshot
 
 
-def write_changes(session: Session, patient: Patient, snapshot: CareSnapshot, bump: bool) -> None:
-    """Write what changed since `snapshot`; the version is checked and bumped when the row
-    changed or `bump` (the patient has audit records: every change moves the version)."""
+def write_changes(session: Session, changed: list[tuple[Patient, CareSnapshot, bool]]) -> None:
+    """Write what changed since each snapshot, for all the patients at once: (patient, its
+    snapshot, bump). A patient's version is checked and bumped when its row changed or `bump`
+    (it has audit records: every change moves the version); `StaleDataError` if another writer
+    moved one first (then nothing is written: the caller rolls back)."""
     conn = session.connection()
-    row = _values(patients, patient, _PATIENT_COLUMNS)
-    changed = tuple(c for c in _PATIENT_COLUMNS if row[c] != snapshot.patient[c])
-    if changed or bump:
-        values = {c: row[c] for c in changed}
-        result = conn.execute(
-            _patient_update(changed),
-            {**values, "id_": patient.id, "old": patient.version, "new": patient.version + 1},
-        )
-        if result.rowcount != 1:
-            raise StaleDataError(
-                f"patient {patient.id} is no longer at version {patient.version}"
-            )
+    bumped: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     inserts: dict[str, list[dict[str, Any]]] = defaultdict(list)
     updates: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+    new_snapshots = []
+    for patient, snapshot, bump in changed:
+        row = _values(patients, patient, _PATIENT_COLUMNS)
+        moved_columns = tuple(c for c in _PATIENT_COLUMNS if row[c] != snapshot.patient[c])
+        if moved_columns or bump:
+            bumped[moved_columns].append(
+                {
+                    **{c: row[c] for c in moved_columns},
+                    "id_": patient.id,
+                    "old": patient.version,
+                    "new": patient.version + 1,
+                }
+            )
+        written = _record_changes(patient, snapshot, inserts, updates)
+        new_snapshots.append((patient, snapshot, row, written, bool(moved_columns or bump)))
+    for moved_columns, rows in bumped.items():
+        _update_checked(conn, _patient_update(moved_columns), rows)
+    for table_name, rows in inserts.items():
+        conn.execute(insert(_TABLES[table_name]), rows)
+    for (table_name, moved), rows in updates.items():
+        conn.execute(_record_update(table_name, moved), rows)
+    for patient, snapshot, row, written, was_bumped in new_snapshots:
+        if was_bumped:
+            patient.version += 1
+        snapshot.patient = row
+        snapshot.records.update(written)
+
+
+def _record_changes(
+    patient: Patient,
+    snapshot: CareSnapshot,
+    inserts: dict[str, list[dict[str, Any]]],
+    updates: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Queue the patient's new and changed records; their values now, by id."""
     written: dict[str, dict[str, Any]] = {}
-    for name, table in RECORDS.items():
+    for table in RECORDS.values():
         columns = _columns(table)
-        for record in getattr(patient, name):
+        for record in getattr(patient, _COLLECTION[table.name]):
             now = _values(table, record, columns)
             now["patient_id"] = patient.id
             before = snapshot.records.get(record.id)
@@ -95,17 +121,23 @@ def write_changes(session: Session, patient: Patient, snapshot: CareSnapshot, bu
                         {**{c: now[c] for c in moved}, "id_": record.id}
                     )
             written[record.id] = now
-    for table_name, rows in inserts.items():
-        conn.execute(insert(_TABLES[table_name]), rows)
-    for (table_name, moved), rows in updates.items():
-        conn.execute(_record_update(table_name, moved), rows)
-    if changed or bump:
-        patient.version += 1
-    snapshot.patient = row
-    snapshot.records.update(written)
+    return written
+
+
+def _update_checked(conn: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """Run a version-checked UPDATE for every row; StaleDataError unless each hit its row."""
+    if conn.dialect.supports_sane_multi_rowcount or len(rows) == 1:
+        hit = conn.execute(statement, rows).rowcount
+    else:
+        hit = sum(conn.execute(statement, row).rowcount for row in rows)
+    if hit != len(rows):
+        raise StaleDataError(
+            f"{len(rows) - hit} of {len(rows)} patients are no longer at the version loaded"
+        )
 
 
 _TABLES = {table.name: table for table in RECORDS.values()}
+_COLLECTION = {table.name: name for name, table in RECORDS.items()}
 
 
 @cache

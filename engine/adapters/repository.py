@@ -87,16 +87,11 @@ class SqlPatientRepository:
             del self.seen[patient_id]
 
     def write_changes(self) -> list[Patient]:
-        """Write what changed in the patients loaded for care (Core, the version checked and
-        bumped: `StaleDataError` if another writer got there first); the others are the ORM
-        session's to flush. The patients written."""
-        written = []
-        for patient in self.seen.values():
-            if patient.id not in self.added and write_back(
-                self.session, patient, bump=bool(patient.audit)
-            ):
-                written.append(patient)
-        return written
+        """Write what changed in the patients loaded for care, all at once (Core, the versions
+        checked and bumped: `StaleDataError` if another writer got there first); the others are
+        the ORM session's to flush. The patients written."""
+        touched = [p for p in self.seen.values() if p.id not in self.added]
+        return write_back(self.session, touched, bump={p.id for p in touched if p.audit})
 
     def with_due_reviews(self, now: datetime, milestone_ids: list[str], limit: int) -> list[str]:
         """Patients with a review milestone due and not yet reviewed, oldest due first."""
