@@ -95,19 +95,28 @@ def _free_port() -> int:
 
 
 class Server:
-    """uvicorn serving `serve()` in a child process."""
+    """uvicorn serving an app factory (default `serve()`) in a child process, on a free port;
+    ready when `ready` answers 200."""
 
-    def __init__(self, url: str, token: str):
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        factory: str = "bench.api.processes:serve",
+        env: dict[str, str] | None = None,
+        ready: str = "/users/me",
+    ):
         self.port = _free_port()
         # kept open for the child's lifetime (closed in `close`)
-        self.log = tempfile.TemporaryFile(prefix="aihp-bench-api-")  # noqa: SIM115
+        self.log = tempfile.TemporaryFile(prefix="aihp-bench-server-")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
                 "--factory",
-                "bench.api.processes:serve",
+                factory,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -116,7 +125,7 @@ class Server:
                 "warning",
                 "--no-access-log",
             ],
-            env={**os.environ, ENV_URL: url},
+            env={**os.environ, ENV_URL: url, **(env or {})},
             cwd=Path(__file__).resolve().parents[2],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -131,7 +140,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"uvicorn exited: {self._log_tail()}")
             try:
-                if self.client.get("/users/me").status_code == 200:
+                if self.client.get(ready).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

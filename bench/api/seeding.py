@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import configure_mappers
 
-from bench.ingest import SCREENING, insert_patients
+from bench.ingest.seeding import SCREENING, insert_patients
 from engine.adapters.orm import (
     alerts,
     clinical_events,

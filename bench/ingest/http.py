@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine, event
 
+from bench.api.processes import Server as ApiServer
 from bench.ingest.durability import Durability, sqlite_synchronous
 from bench.ingest.measurements import uow_factory_of
 from bench.ingest.seeding import NOW
@@ -90,58 +86,16 @@ def serve() -> Any:
     return app
 
 
-class Server:
-    """uvicorn serving `serve()` in a child process, on a free port."""
+class Server(ApiServer):
+    """uvicorn serving `serve()` (the app with statement counters) in a child process."""
 
     def __init__(self, url: str, durability: Durability, token: str):
-        from tests.support.servers import free_port
-
-        self.port = free_port()
-        env = {**os.environ, URL_ENV: url}
+        env = {URL_ENV: url}
         if url.startswith("sqlite"):
             env[SYNCHRONOUS_ENV] = durability.sqlite_synchronous
-        self.log = tempfile.TemporaryFile(prefix="aihp-bench-ingest-")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "bench.ingest.http:serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env=env,
-            cwd=Path(__file__).resolve().parents[2],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            url, token, factory="bench.ingest.http:serve", env=env, ready="/_bench/counts"
         )
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {self._log_tail()}")
-            try:
-                if self.client.get("/_bench/counts").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn not ready after 60 s: {self._log_tail()}")
-            time.sleep(0.2)
-
-    def _log_tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read()[-3000:].decode(errors="replace")
 
     def counts(self) -> dict[str, int]:
         return self.client.get("/_bench/counts").json()
@@ -155,16 +109,6 @@ class Server:
         )
         if response.status_code >= 300:
             raise RuntimeError(f"POST labs: {response.status_code} {response.text[:300]}")
-
-    def close(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
 
 
 @dataclass
