@@ -14,26 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.adapters.orm import lab_results, patients
+from engine.adapters.patient_search import COLUMNS
 
-DEMOGRAPHICS = (
-    "id",
-    "external_id",
-    "site",
-    "clinician",
-    "given_name",
-    "family_name",
-    "birth_date",
-    "sex",
-    "weight_kg",
-    "email",
-    "phone",
-    "facts",
-    "pathway_key",
-    "state",
-    "enrolled_at",
-    "updated_at",
-    "version",
-)
+DEMOGRAPHICS = (*COLUMNS, "updated_at")  # a search row's columns, and when it last changed
 
 
 def demographics(session: Session, patient_id: str) -> dict[str, Any] | None:
