@@ -25,3 +25,17 @@ def record_baseline(uow_factory, patient_id: str, *, serology: bool = False, **v
         )
     for code, value in HBV_SEROLOGY if serology else ():
         service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
+
+
+def enrolled(uow_factory) -> str:
+    """A woman of 47 at site north with no cirrhosis, enrolled (screening); her id."""
+    return service.enrol_patient(
+        uow_factory(),
+        "dr-test",
+        site="north",
+        clinician="dr-a",
+        birth_date="1979-04-02",
+        sex="F",
+        weight_kg=64,
+        facts={"cirrhosis": False},
+    )["patient_id"]

@@ -32,7 +32,7 @@ from engine.services.care_pathways import care_pathway
 from engine.services.clinical_inputs import record_clinical_inputs
 from engine.services.patient_views import status_view
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
-from tests.integration.baseline import record_baseline
+from tests.integration.baseline import enrolled, record_baseline
 
 PROFILE = settings(
     max_examples=30,
@@ -260,16 +260,7 @@ def _in_recorded_order(patient):
 
 
 def _enrolled(uow_factory) -> str:
-    patient_id = service.enrol_patient(
-        uow_factory(),
-        "dr-test",
-        site="north",
-        clinician="dr-a",
-        birth_date="1979-04-02",
-        sex="F",
-        weight_kg=64.0,
-        facts={"cirrhosis": False},
-    )["patient_id"]
+    patient_id = enrolled(uow_factory)
     record_baseline(uow_factory, patient_id, serology=True)
     return patient_id
 

@@ -8,6 +8,7 @@ from engine.adapters.orm import audit_log, clinical_events, lab_results, medicat
 from engine.domain.errors import HardBlock
 from engine.services import patients as service
 from engine.services.clinical_inputs import record_clinical_inputs
+from tests.integration.baseline import enrolled
 
 SCREENING_TPMT_DEFICIENT = [
     ("ALT", 420, "U/L"),
@@ -17,19 +18,6 @@ SCREENING_TPMT_DEFICIENT = [
     ("HBSAG", "negative", None),
     ("ANTI_HBC", "negative", None),
 ]
-
-
-def enrolled(uow_factory) -> str:
-    return service.enrol_patient(
-        uow_factory(),
-        "dr-test",
-        site="north",
-        clinician="dr-a",
-        birth_date="1979-04-02",
-        sex="F",
-        weight_kg=64,
-        facts={"cirrhosis": False},
-    )["patient_id"]
 
 
 def screened(patient_id: str) -> list[dict]:

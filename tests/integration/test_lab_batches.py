@@ -7,19 +7,7 @@ from sqlalchemy import event, func, select
 from engine.adapters.orm import lab_results
 from engine.services import patients as service
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
-
-
-def enrolled(uow_factory) -> str:
-    return service.enrol_patient(
-        uow_factory(),
-        "dr-test",
-        site="north",
-        clinician="dr-a",
-        birth_date="1979-04-02",
-        sex="F",
-        weight_kg=64,
-        facts={"cirrhosis": False},
-    )["patient_id"]
+from tests.integration.baseline import enrolled
 
 
 def labs_of(uow_factory, patient_id: str) -> int:

@@ -24,7 +24,7 @@ from engine.clock import ManualClock
 from engine.domain.durations import parse_duration
 from engine.services import patients as service
 from engine.services.unit_of_work import SqlAlchemyUnitOfWork
-from tests.integration.baseline import record_baseline
+from tests.integration.baseline import enrolled, record_baseline
 
 RECORD_TABLES = {
     "patients",
@@ -59,19 +59,8 @@ def selects_on_patient_records(uow_factory) -> Iterator[list[set[str]]]:
 
 
 def enrolled_on_prednisolone(uow_factory) -> str:
-    patient_id = service.enrol_patient(
-        uow_factory(),
-        "dr-test",
-        site="north",
-        clinician="dr-a",
-        birth_date="1979-04-02",
-        sex="F",
-        weight_kg=64,
-        facts={"cirrhosis": False},
-    )["patient_id"]
-    record_baseline(uow_factory, patient_id)
-    for code, value in (("HBSAG", "negative"), ("ANTI_HBC", "negative"), ("ANTI_HBS", "positive")):
-        service.record_lab_result(uow_factory(), "lab", patient_id, code=code, value=value)
+    patient_id = enrolled(uow_factory)
+    record_baseline(uow_factory, patient_id, serology=True)
     service.order_medication(uow_factory(), "dr-a", patient_id, drug="prednisolone", mg_per_day=30)
     return patient_id
 
