@@ -25,6 +25,7 @@ from engine.adapters.orm import (
     patients,
     start_mappers,
 )
+from engine.adapters.repository import audit_row
 from engine.domain.care import new_patient
 from engine.domain.model import LabResult, Patient, new_id
 from engine.services.care_pathways import care_pathway
@@ -105,17 +106,7 @@ def insert_patients(engine: Engine, built: list[Patient], batch: int = 1000) -> 
                 if rows:
                     conn.execute(insert(table), rows)
             audit = [
-                {
-                    "at": r.at,
-                    "actor": r.actor,
-                    "action": r.action,
-                    "patient_id": r.patient_id,
-                    "from_state": r.from_state,
-                    "to_state": r.to_state,
-                    "reason": r.reason,
-                    "rule_ids": list(r.rule_ids),
-                    "detail": r.detail,
-                }
+                audit_row(r)
                 for p in chunk
                 for r in p.audit
             ]

@@ -127,7 +127,7 @@ class SqlAuditLog:
         self._pending: list[dict[str, Any]] | None = None
 
     def append(self, records: Iterable[AuditRecord]) -> None:
-        rows = [_row(r) for r in records]
+        rows = [audit_row(r) for r in records]
         if not rows:
             return
         if self._pending is None:
@@ -163,7 +163,8 @@ class SqlAuditLog:
         return [dict(row._mapping) for row in self.session.execute(query)]
 
 
-def _row(r: AuditRecord) -> dict[str, Any]:
+def audit_row(r: AuditRecord) -> dict[str, Any]:
+    """The audit_log row of a record."""
     return {
         "at": r.at,
         "actor": r.actor,
